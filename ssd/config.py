@@ -24,6 +24,13 @@ class CacheMode(str, Enum):
     dual = "dual"
 
 
+class VerifyLayout(str, Enum):
+    """How a forward over several candidate states of one sequence reads the cache (ssd/models/tree.py)."""
+
+    batch = "batch"  # one row per candidate, each with its own copy of the cache
+    tree = "tree"  # the candidates side by side in one row over one copy of the cache
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING  # registry key: llada | dream
@@ -39,11 +46,16 @@ class DecoderConfig:
     block_length: int = 32
     cache: CacheMode = CacheMode.none
     temperature: float = 0.0  # 0 = greedy; > 0 = Gumbel-max sampling as LLaDA does it
+    verify_layout: VerifyLayout = VerifyLayout.tree  # candidate states sharing the cache: batch | tree
+    # Every cached forward padded to the decoder's most candidate rows, one prompt at a time: a state's
+    # logits then do not depend on its row, so a lossless decoder equals its reference bit for bit.
+    bit_exact: bool = False
 
 
 @dataclass
 class StepwiseConfig(DecoderConfig):
     name: str = "stepwise"
+    pad_rows: int = 1  # bit_exact: the rows each forward is padded to (set by the decoder it is checking)
 
 
 class ParallelRule(str, Enum):

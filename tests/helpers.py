@@ -23,13 +23,13 @@ class CountingModel(torch.nn.Module):
         except AttributeError:
             return getattr(self.inner, name)
 
-    def forward(self, tokens, cache=None, span=None, rows=None, pad=None):
+    def forward(self, tokens, cache=None, span=None, rows=None, pad=None, candidates=1):
         self.calls.append(tokens.clone())
-        return self.inner(tokens, cache=cache, span=span, rows=rows, pad=pad)
+        return self.inner(tokens, cache=cache, span=span, rows=rows, pad=pad, candidates=candidates)
 
-    def refresh(self, tokens, mode, start, end, pad=None):
+    def refresh(self, tokens, mode, start, end, pad=None, cache=None):
         self.calls.append(tokens.clone())
-        return self.inner.refresh(tokens, mode, start, end, pad=pad)
+        return self.inner.refresh(tokens, mode, start, end, pad=pad, cache=cache)
 
 
 def random_prompt(vocab: int, seed: int, length: int = 12) -> list[int]:

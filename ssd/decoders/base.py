@@ -38,6 +38,8 @@ class Decoder(ABC):
     name: ClassVar[str]
     # Lossless decoders produce exactly their reference's tokens; the runner checks it per sample.
     lossless: ClassVar[bool] = False
+    # Decoders that call the model through a BlockForward can run in the bit-exact mode.
+    supports_bit_exact: ClassVar[bool] = False
 
     def __init__(self, cfg: DecoderConfig) -> None:
         if cfg.gen_length <= 0 or cfg.block_length <= 0:
@@ -49,6 +51,8 @@ class Decoder(ABC):
                 f"block_length {cfg.block_length} does not divide gen_length {cfg.gen_length}: "
                 f"pick a block_length among {divisors(cfg.gen_length)}"
             )
+        if cfg.bit_exact and not self.supports_bit_exact:
+            raise SSDError(f"decoder {cfg.name} has no bit-exact mode: set decoder.bit_exact=false")
         self.cfg = cfg
 
     @abstractmethod
@@ -65,10 +69,19 @@ class Decoder(ABC):
         """The decoder whose tokens this one is compared with, token for token (None: it is a reference).
 
         Greedy stepwise with the same cache mode, block and generation length: the reference of the
-        lossless decoders, and the yardstick ("identical to stepwise") of the lossy ones.
+        lossless decoders, and the yardstick ("identical to stepwise") of the lossy ones. In the
+        bit-exact mode it computes its forwards as this decoder does: same layout, same padded rows.
         """
         c = self.cfg
-        return StepwiseConfig(gen_length=c.gen_length, block_length=c.block_length, cache=c.cache)
+        reference = StepwiseConfig(gen_length=c.gen_length, block_length=c.block_length, cache=c.cache)
+        if c.bit_exact:
+            reference.bit_exact, reference.verify_layout = True, c.verify_layout
+            reference.pad_rows = self.rows_per_forward()
+        return reference
+
+    def rows_per_forward(self) -> int:
+        """The most candidate states of one sequence this decoder evaluates in one forward."""
+        return 1
 
 
 # A decoder's work on one block of one sequence: it yields candidate states [k, T] and is sent their
@@ -84,7 +97,12 @@ class BlockDecoder(Decoder):
     refresh forward per block for the whole batch, then every sequence's candidate states gathered
     into one forward per round. Each sequence therefore goes through exactly the steps it would
     alone; its accounting (NFE, rows per forward, tokens per iteration) is its own.
+
+    In the bit-exact mode prompts are decoded one at a time, every forward padded to
+    `rows_per_forward()` candidate rows, so that each forward has one shape (BlockForward).
     """
+
+    supports_bit_exact = True
 
     @abstractmethod
     def block(
@@ -104,6 +122,8 @@ class BlockDecoder(Decoder):
     def generate_batch(
         self, model: DiffusionLM, prompts: list[list[int]], seeds: list[int]
     ) -> list[Generation]:
+        if self.cfg.bit_exact and len(prompts) > 1:
+            return super().generate_batch(model, prompts, seeds)
         n, width, device = len(prompts), max(map(len, prompts)), model.device
         pads = [width - len(p) for p in prompts]
         x = torch.tensor(
@@ -114,7 +134,13 @@ class BlockDecoder(Decoder):
             dtype=torch.long,
             device=device,
         )
-        fwd = BlockForward(model, self.cfg.cache, torch.tensor(pads, device=device) if any(pads) else None)
+        fwd = BlockForward(
+            model,
+            self.cfg.cache,
+            torch.tensor(pads, device=device) if any(pads) else None,
+            layout=self.cfg.verify_layout,
+            pad_rows=self.rows_per_forward() if self.cfg.bit_exact else 0,
+        )
         generators = [
             torch.Generator(device=device).manual_seed(s) if self.cfg.temperature > 0 else None for s in seeds
         ]
@@ -131,14 +157,7 @@ class BlockDecoder(Decoder):
                     order = sorted(pending)
                     sizes = [pending[i][1].shape[0] for i in order]
                     states = torch.cat([pending[i][1] for i in order])
-                    identity = order == list(range(n)) and all(k == 1 for k in sizes)
-                    rows = (
-                        None
-                        if n == 1 or identity
-                        else torch.tensor(order, device=device).repeat_interleave(
-                            torch.tensor(sizes, device=device)
-                        )
-                    )
+                    rows = [i for i, k in zip(order, sizes, strict=True) for _ in range(k)]
                     for i, chunk in zip(order, fwd(states, rows).split(sizes), strict=True):
                         books[i].forwards.append(chunk.shape[0])
                         _advance(pending, i, pending[i][0], chunk)

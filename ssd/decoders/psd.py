@@ -39,6 +39,9 @@ class PSD(FastDLLM):
         if cfg.draft_length < 0:
             raise SSDError(f"decoder.draft_length must be >= 0 (got {cfg.draft_length})")
 
+    def rows_per_forward(self) -> int:
+        return self.cfg.draft_length + 1
+
     def block(
         self,
         fwd: BlockForward,

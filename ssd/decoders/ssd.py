@@ -40,6 +40,13 @@ class SelfSpeculative(BlockDecoder):
         if cfg.temperature != 0:
             raise SSDError("ssd verifies against greedy stepwise decoding: set decoder.temperature=0")
 
+    def rows_per_forward(self) -> int:
+        return self.cfg.draft_length
+
+    def accepted(self, match: torch.Tensor) -> int:
+        """The accepted length 1 + (leading matches of d_2..): the iteration's one host sync."""
+        return 1 + int(match.long().cumprod(0).sum())
+
     def block(
         self,
         fwd: BlockForward,
@@ -69,7 +76,7 @@ class SelfSpeculative(BlockDecoder):
             choice_token = v_tokens.gather(1, choice[:, None])[:, 0]
             m = min(n_states, n - 1)
             match = (choice[:m] == positions[1 : m + 1]) & (choice_token[:m] == drafts[1 : m + 1])
-            a = 1 + int(match.long().cumprod(0).sum())  # the accepted length: one host sync
+            a = self.accepted(match)
             # 4. commit s_a; its logits carry the bonus token and the next drafts
             x[0, start + positions[:a]] = drafts[:a]
             committed.append(a)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from ssd.config import StepwiseConfig
 from ssd.decoders.base import BlockDecoder, BlockLoop
+from ssd.errors import SSDError
 from ssd.models.cache import BlockForward
 
 
@@ -25,8 +27,19 @@ class Stepwise(BlockDecoder):
     name = "stepwise"
     lossless = True  # it *is* the reference
 
+    cfg: StepwiseConfig
+
+    def __init__(self, cfg: StepwiseConfig) -> None:
+        super().__init__(cfg)
+        if cfg.pad_rows < 1:
+            raise SSDError(f"decoder.pad_rows must be at least 1 (got {cfg.pad_rows})")
+
     def reference_config(self) -> None:
         return None
+
+    def rows_per_forward(self) -> int:
+        """In the bit-exact mode: the rows of the decoder this run is the reference of."""
+        return self.cfg.pad_rows
 
     def block(
         self,

@@ -84,53 +84,56 @@ class DiffusionLM(nn.Module, ABC):
         span: tuple[int, int] | None = None,
         rows: torch.Tensor | None = None,
         pad: torch.Tensor | None = None,
+        candidates: int = 1,
     ) -> torch.Tensor:
         """Logits [R, b - a, V] for absolute positions span = [a, b) (default: the whole window).
 
         Without a cache `tokens` [R, T] is the full sequence; with one it is the window the cache
-        expects (positions cache.start onwards). Rows may be candidate states of the same sequence:
-        `rows` [R] names the sequence (cache row) each belongs to (default: row r is sequence r, or
-        every row is sequence 0 when the cache holds one). `pad` [N] counts each sequence's left
-        padding (taken from the cache when there is one); padded keys are masked, positions shifted.
+        expects (positions cache.start onwards), or `candidates` such windows side by side (the tree
+        layout: the logits come back one row per candidate). `rows` [R] names the sequence (cache row)
+        each row belongs to (default: row r is sequence r). `pad` [N] counts each sequence's left
+        padding (the cache's own when there is one); padded keys are masked, positions shifted.
         """
-        offset = cache.start if cache is not None else 0
-        width = tokens.shape[1]
         if cache is not None:
-            pad = cache.pad
-        window = self._window(tokens, offset, width, rows, pad, cache)
-        hidden = self.body(tokens, window)
+            width = tokens.shape[1] // candidates
+            hidden = self.body(tokens, cache.window(width, rows, candidates))
+            hidden = hidden.reshape(-1, width, hidden.shape[-1])
+            offset = cache.start
+        else:
+            width, offset = tokens.shape[1], 0
+            hidden = self.body(tokens, self._window(tokens, rows, pad))
         a, b = span if span is not None else (offset, offset + width)
         return self.aligned_logits(hidden, offset, a, b)
 
     def refresh(
-        self, tokens: torch.Tensor, mode: CacheMode, start: int, end: int, pad: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        mode: CacheMode,
+        start: int,
+        end: int,
+        pad: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """One full forward of sequences `tokens` [N, T]: logits of [start, end) and the cache it leaves."""
-        cache = KVCache(mode, start, end, pad)
-        window = self._window(tokens, 0, tokens.shape[1], None, pad, None)
-        window.kv = cache.record
+        """One full forward of sequences `tokens` [N, T]: logits of [start, end) and the cache it fills
+        (`cache`, reused in place when given, so that its buffers stay where they are)."""
+        cache = cache if cache is not None else KVCache(mode, pad)
+        cache.begin(start, end)
+        window = self._window(tokens, None, pad)
+        window.record = cache.record
         hidden = self.body(tokens, window)
         return self.aligned_logits(hidden, 0, start, end), cache
 
     @staticmethod
-    def _window(
-        tokens: torch.Tensor,
-        offset: int,
-        width: int,
-        rows: torch.Tensor | None,
-        pad: torch.Tensor | None,
-        cache: KVCache | None,
-    ) -> Window:
-        positions = torch.arange(offset, offset + width, device=tokens.device)
-        kv = None if cache is None else (lambda layer, k, v: cache.attend(layer, k, v, rows))
+    def _window(tokens: torch.Tensor, rows: torch.Tensor | None, pad: torch.Tensor | None) -> Window:
+        """A full forward's window: every position, left padding masked and shifted out."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
         if pad is None:
-            return Window(positions, None, kv)
+            return Window(positions)
         row_pad = pad if rows is None else pad[rows]
         if row_pad.shape[0] != tokens.shape[0]:
             row_pad = row_pad.expand(tokens.shape[0])
-        keys = offset + width if cache is None or cache.mode is CacheMode.prefix else cache.total
-        mask = torch.arange(keys, device=tokens.device)[None, :] >= row_pad[:, None]
-        return Window((positions[None, :] - row_pad[:, None]).clamp(min=0), mask[:, None, None, :], kv)
+        mask = positions[None, :] >= row_pad[:, None]
+        return Window((positions[None, :] - row_pad[:, None]).clamp(min=0), mask[:, None, None, :])
 
     def aligned_logits(self, hidden: torch.Tensor, offset: int, a: int, b: int) -> torch.Tensor:
         """Logits predicting tokens a..b-1 from the hidden states of a window starting at `offset`."""

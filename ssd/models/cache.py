@@ -8,8 +8,9 @@ Semantics (../shared/reference/algorithms.md):
   block and overwrite its keys/values in place. The suffix stays as it was at the refresh: that staleness
   is the approximation.
 
-Every forward takes a *batch of candidate states sharing one cache*: the cache holds one sequence and
-each candidate row attends to it with its own window (the naive layout: the cache is broadcast).
+Every forward takes a *batch of candidate states sharing one cache*: the cache holds each sequence once
+and a verification forward evaluates several candidate states of a sequence against it, in one of two
+layouts (`VerifyLayout`): batch (a row per candidate, the cache copied per row) or tree (ssd/models/tree.py).
 """
 
 from __future__ import annotations
@@ -18,77 +19,138 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ssd.config import CacheMode
+from ssd.config import CacheMode, VerifyLayout
+from ssd.models.layers import AttendHook, Window, sdpa
+from ssd.models.tree import shared_attention
 
 if TYPE_CHECKING:
     from ssd.models.base import DiffusionLM
 
 
 class KVCache:
-    """Per-layer keys/values of N sequences [N, H, S, D], captured by a refresh forward."""
+    """Per-layer keys/values [N, Hkv, T, D] of N sequences: static buffers, written by each refresh.
 
-    def __init__(self, mode: CacheMode, start: int, end: int, pad: torch.Tensor | None = None) -> None:
+    The buffers are allocated by the first refresh and overwritten in place by the next ones (same N
+    and T within a batch), so a decoding loop allocates no cache memory. In prefix mode only `[:start]`
+    is ever read from them; the window's keys are always fresh.
+    """
+
+    def __init__(self, mode: CacheMode, pad: torch.Tensor | None = None) -> None:
         if mode is CacheMode.none:
             raise ValueError("KVCache needs the prefix or dual mode")
-        self.mode, self.start, self.end, self.pad = mode, start, end, pad
+        self.mode, self.pad = mode, pad
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        self.total = 0  # the refreshed sequence length
+        self.start = self.end = self.total = 0
 
-    def record(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """KV hook of the refresh forward: keep what later forwards need, attend to everything."""
+    def begin(self, start: int, end: int) -> None:
+        """A refresh for the block [start, end) is about to fill the buffers."""
+        self.start, self.end = start, end
+
+    def record(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Record hook of the refresh forward: keep the whole sequence's keys/values."""
         self.total = k.shape[2]
-        if self.mode is CacheMode.prefix:
-            self.keys.append(k[:, :, : self.start].clone())
-            self.values.append(v[:, :, : self.start].clone())
+        if layer < len(self.keys) and self.keys[layer].shape == k.shape:
+            self.keys[layer].copy_(k)
+            self.values[layer].copy_(v)
+        elif layer < len(self.keys):
+            self.keys[layer], self.values[layer] = k.clone(), v.clone()
         else:
-            self.keys.append(k)
-            self.values.append(v)
-        return k, v
+            self.keys.append(k.clone())
+            self.values.append(v.clone())
 
     def window_length(self, total_length: int) -> int:
         """Length of the token window a cached forward feeds, for a sequence of `total_length`."""
         return (self.end if self.mode is CacheMode.dual else total_length) - self.start
 
-    def attend(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """KV hook of a cached forward: the window's fresh keys/values placed into the cached ones.
+    def window(self, width: int, rows: torch.Tensor | None, candidates: int = 1) -> Window:
+        """Positions and attention of a cached forward over windows [R, candidates · width].
 
-        Row r of the window belongs to cached sequence rows[r]; None means row r is sequence r (or,
-        with one cached sequence, that every row is a candidate state of it).
+        Row r holds `candidates` windows of sequence rows[r], side by side (the tree layout, more than
+        one) or a single window (rows None: row r is sequence r, and its window is written into the
+        buffers in place; otherwise each row gets its own copy of its sequence's cache: the batch layout).
         """
-        ck, cv = self.keys[layer], self.values[layer]
-        r = k.shape[0]
-        identity = rows is None and ck.shape[0] == r
-        if self.mode is CacheMode.dual and identity:  # the in-place update of the current block
-            ck[:, :, self.start : self.end] = k
-            cv[:, :, self.start : self.end] = v
-            return ck, cv
-        if not identity:  # the naive layout: each candidate row gets its own copy of its sequence's cache
-            if rows is None and ck.shape[0] == 1:
-                ck, cv = ck.expand(r, -1, -1, -1), cv.expand(r, -1, -1, -1)
+        device = self.keys[0].device
+        positions = torch.arange(self.start, self.start + width, device=device).repeat(candidates)
+        pad = self.pad if self.pad is None or rows is None else self.pad[rows]
+        if pad is not None:
+            positions = (positions[None, :] - pad[:, None]).clamp(min=0)
+        real = None if pad is None else torch.arange(self.total, device=device)[None, :] >= pad[:, None]
+        if candidates > 1:
+            return Window(positions, attend=self._tree(rows, real, candidates))
+        mask = None if real is None else real[:, None, None, :]
+        if rows is None:
+            return Window(positions, attend=self._in_place(width, mask))
+        return Window(positions, attend=self._batch(rows, width, mask))
+
+    def _in_place(self, width: int, mask: torch.Tensor | None) -> AttendHook:
+        s = self.start
+
+        def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            ck, cv = self.keys[layer], self.values[layer]
+            ck[:, :, s : s + width] = k
+            cv[:, :, s : s + width] = v
+            return sdpa(q, ck, cv, mask)
+
+        return attend
+
+    def _batch(self, rows: torch.Tensor, width: int, mask: torch.Tensor | None) -> AttendHook:
+        s, e = self.start, self.start + width
+
+        def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            ck, cv = self.keys[layer], self.values[layer]
+            if ck.shape[0] == 1:
+                ck, cv = ck.expand(rows.shape[0], -1, -1, -1), cv.expand(rows.shape[0], -1, -1, -1)
             else:
                 ck, cv = ck[rows], cv[rows]
-        if self.mode is CacheMode.prefix:
-            return torch.cat([ck, k], 2), torch.cat([cv, v], 2)
+            keys = torch.cat([ck[:, :, :s], k, ck[:, :, e:]], 2)
+            return sdpa(q, keys, torch.cat([cv[:, :, :s], v, cv[:, :, e:]], 2), mask)
+
+        return attend
+
+    def _tree(self, rows: torch.Tensor | None, real: torch.Tensor | None, candidates: int) -> AttendHook:
         s, e = self.start, self.end
-        return torch.cat([ck[:, :, :s], k, ck[:, :, e:]], 2), torch.cat([cv[:, :, :s], v, cv[:, :, e:]], 2)
+        stop = s if self.mode is CacheMode.prefix else self.total  # cached keys a window may see
+        device = self.keys[0].device
+        visible = torch.ones(1, stop, dtype=torch.bool, device=device) if real is None else real[:, :stop]
+        if self.mode is CacheMode.dual:  # the window replaces the cached block
+            visible[:, s:e] = False
+
+        def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            ck, cv = self.keys[layer][:, :, :stop], self.values[layer][:, :, :stop]
+            if rows is not None:
+                ck, cv = ck[rows], cv[rows]
+            return shared_attention(q, ck, cv, visible.expand(q.shape[0], -1), k, v, candidates)
+
+        return attend
 
 
 class BlockForward:
     """The model as a decoder sees it while decoding the block `[start, end)`: block logits only.
 
-    `refresh(x, start, end)` begins a block for the sequences x [N, T] (one full forward; builds the
+    `refresh(x, start, end)` begins a block for the sequences x [N, T] (one full forward; fills the
     cache in prefix/dual mode); `self(states, rows)` evaluates candidate states [R, T], row r being a
     state of sequence rows[r], and returns their block logits [R, end - start, V]. Counts every call
     and its number of rows.
+
+    Several candidates of one sequence are evaluated in `layout`: batch (a row each, each with its own
+    copy of the cache) or tree (side by side over one copy; ssd/models/tree.py). With `pad_rows`, every
+    cached forward is padded to that many candidate rows per sequence and goes through the same code,
+    whatever the number of candidates: the bit-exact mode (a state's numbers do not depend on its row).
     """
 
-    def __init__(self, model: DiffusionLM, mode: CacheMode, pad: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        model: DiffusionLM,
+        mode: CacheMode,
+        pad: torch.Tensor | None = None,
+        layout: VerifyLayout = VerifyLayout.tree,
+        pad_rows: int = 0,
+    ) -> None:
         self.model, self.mode, self.pad = model, CacheMode(mode), pad
-        self.cache: KVCache | None = None
-        self.start = self.end = 0
+        self.layout, self.pad_rows = VerifyLayout(layout), pad_rows
+        self.cache = None if self.mode is CacheMode.none else KVCache(self.mode, pad)
+        self.start = self.end = self.sequences = 0
         self.nfe = 0
         self.batch_sizes: list[int] = []
 
@@ -102,24 +164,73 @@ class BlockForward:
         return self.model.predicts_from_previous_position and self.mode is not CacheMode.none
 
     def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        self.start, self.end = start, end
+        self.start, self.end, self.sequences = start, end, x.shape[0]
         self._count(x.shape[0])
-        if self.mode is CacheMode.none:
-            self.cache = None
-            return self.model(x, span=(start, end), pad=self.pad)
-        logits, self.cache = self.model.refresh(x, self.mode, start, end, pad=self.pad)
-        return logits
-
-    def __call__(self, states: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        self._count(states.shape[0])
-        span = (self.start, self.end)
-        if self.mode is CacheMode.none:
-            return self.model(states, span=span, rows=rows, pad=self.pad)
         if self.cache is None:
-            raise RuntimeError("BlockForward: call refresh() at the block start before cached forwards")
+            return self.model(x, span=(start, end), pad=self.pad)
+        return self.model.refresh(x, self.mode, start, end, pad=self.pad, cache=self.cache)[0]
+
+    def __call__(self, states: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        r = states.shape[0]
+        self._count(r)
+        if self.sequences == 0:
+            raise RuntimeError("BlockForward: call refresh() at the block start before other forwards")
+        seqs = rows if rows is not None else list(range(r)) if r == self.sequences else [0] * r
+        span = (self.start, self.end)
+        if self.cache is None:
+            states, seqs, take = self._padded(states, seqs)
+            rows_t = None if seqs == list(range(self.sequences)) else self._tensor(seqs)
+            logits = self.model(states, span=span, rows=rows_t, pad=self.pad)
+            return logits if take is None else logits[take]
         window = states[:, self.start : self.start + self.cache.window_length(states.shape[1])]
-        return self.model(window, cache=self.cache, span=span, rows=rows)
+        most = max(seqs.count(i) for i in set(seqs))
+        if self.layout is VerifyLayout.tree and (most > 1 or self.pad_rows):
+            return self._tree(window, seqs, span)
+        window, seqs, take = self._padded(window, seqs)
+        rows_t = None if seqs == list(range(self.sequences)) else self._tensor(seqs)
+        logits = self.model(window, cache=self.cache, span=span, rows=rows_t)
+        return logits if take is None else logits[take]
+
+    def _tree(self, window: torch.Tensor, seqs: list[int], span: tuple[int, int]) -> torch.Tensor:
+        """The candidates of each sequence folded into one row [G, P · W]; logits unfolded to [R, ...]."""
+        p = self.pad_rows or max(seqs.count(i) for i in set(seqs))
+        index, take, groups = slots(seqs, p)
+        folded = window[self._tensor(index)].reshape(len(groups), -1)
+        rows_t = None if groups == list(range(self.sequences)) else self._tensor(groups)
+        logits = self.model(folded, cache=self.cache, span=span, rows=rows_t, candidates=p)
+        return logits[self._tensor(take)]
+
+    def _padded(
+        self, states: torch.Tensor, seqs: list[int]
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """Batch layout under `pad_rows`: each sequence's rows padded to pad_rows (else unchanged)."""
+        if not self.pad_rows:
+            return states, seqs, None
+        index, take, _ = slots(seqs, self.pad_rows)
+        return states[self._tensor(index)], [seqs[i] for i in index], self._tensor(take)
+
+    def _tensor(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=self.model.device)
 
     def _count(self, batch: int) -> None:
         self.nfe += 1
         self.batch_sizes.append(batch)
+
+
+def slots(seqs: list[int], p: int) -> tuple[list[int], list[int], list[int]]:
+    """Rows grouped by sequence, each group padded to p slots by repeating its last row.
+
+    Returns the row filling each slot [G · p], the slot of each row [R], and each group's sequence [G].
+    """
+    groups: dict[int, list[int]] = {}
+    for r, s in enumerate(seqs):
+        groups.setdefault(s, []).append(r)
+    index: list[int] = []
+    take = [0] * len(seqs)
+    for g, members in enumerate(groups.values()):
+        if len(members) > p:
+            raise ValueError(f"{len(members)} candidate rows of one sequence exceed pad_rows={p}")
+        for j, r in enumerate(members):
+            take[r] = g * p + j
+        index += members + members[-1:] * (p - len(members))
+    return index, take, list(groups)

@@ -13,17 +13,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# (layer index, fresh keys, fresh values) -> the keys and values the window's queries attend to.
-KVHook = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (layer, fresh keys, fresh values): a refresh forward hands the cache what it keeps.
+RecordHook = Callable[[int, torch.Tensor, torch.Tensor], None]
+# (layer, queries, fresh keys, fresh values) -> attention output: a cached forward's attention.
+AttendHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class Window:
-    """Where a window of tokens sits: RoPE positions, which keys each row may see, the cache hook."""
+    """Where a window of tokens sits: RoPE positions, which keys each row may see, the cache hooks.
+
+    Without `attend` the window attends to its own keys (a full forward); with it, the cache decides
+    what the queries attend to (ssd/models/cache.py).
+    """
 
     positions: torch.Tensor  # [W], or [R, W] when rows are left-padded by different amounts
-    mask: torch.Tensor | None = None  # [R, 1, 1, S] bool, True where a key is real (None: every key)
-    kv: KVHook | None = None
+    mask: torch.Tensor | None = None  # [R, 1, 1, W] bool, True where a key is real (None: every key)
+    record: RecordHook | None = None
+    attend: AttendHook | None = None
 
 
 class RMSNorm(nn.Module):
@@ -88,21 +95,26 @@ def attention(
 ) -> torch.Tensor:
     """Bidirectional (non-causal) multi-head attention of the window `x` [B, W, d]; returns [B, W, d].
 
-    `window.kv` lets a cache substitute the keys/values attended to (prefix or dual cache); the
-    window's own keys/values are always computed fresh. `window.mask` hides left padding.
+    The window's own keys/values are always computed fresh; `window.record` lets a refresh keep them,
+    `window.attend` lets a cache supply the rest (prefix or dual cache). `window.mask` hides left padding.
     """
     b, w, _ = x.shape
     q = q_proj(x).view(b, w, n_heads, -1).transpose(1, 2)
     k = k_proj(x).view(b, w, n_kv_heads, -1).transpose(1, 2)
     v = v_proj(x).view(b, w, n_kv_heads, -1).transpose(1, 2)
     q, k = rotary(q, k, window.positions)
-    if window.kv is not None:
-        k, v = window.kv(layer, k, v)
-    if n_kv_heads != n_heads:
-        k = k.repeat_interleave(n_heads // n_kv_heads, dim=1)
-        v = v.repeat_interleave(n_heads // n_kv_heads, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=window.mask)
+    if window.record is not None:
+        window.record(layer, k, v)
+    out = sdpa(q, k, v, window.mask) if window.attend is None else window.attend(layer, q, k, v)
     return out.transpose(1, 2).reshape(b, w, -1)
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Non-causal attention [B, H, Q, D] over keys [B, Hkv, S, D] (grouped heads repeated)."""
+    if k.shape[1] != q.shape[1]:
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 def swiglu(x: torch.Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> torch.Tensor:
