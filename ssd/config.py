@@ -27,6 +27,7 @@ class CacheMode(str, Enum):
 class VerifyLayout(str, Enum):
     """How a forward over several candidate states of one sequence reads the cache (ssd/models/tree.py)."""
 
+    auto = "auto"  # tree on a GPU, batch on a CPU: the faster one, as measured (scripts/forward_cost.py)
     batch = "batch"  # one row per candidate, each with its own copy of the cache
     tree = "tree"  # the candidates side by side in one row over one copy of the cache
 
@@ -46,7 +47,7 @@ class DecoderConfig:
     block_length: int = 32
     cache: CacheMode = CacheMode.none
     temperature: float = 0.0  # 0 = greedy; > 0 = Gumbel-max sampling as LLaDA does it
-    verify_layout: VerifyLayout = VerifyLayout.tree  # candidate states sharing the cache: batch | tree
+    verify_layout: VerifyLayout = VerifyLayout.auto  # candidate states sharing the cache: auto|batch|tree
     # Every cached forward padded to the decoder's most candidate rows, one prompt at a time: a state's
     # logits then do not depend on its row, so a lossless decoder equals its reference bit for bit.
     bit_exact: bool = False

@@ -7,9 +7,7 @@ the LLaDA, AutoregressiveLM for the Qwen2 target) and must actually solve held-o
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,17 +20,10 @@ from ssd.decoders.stepwise import Stepwise
 from ssd.models import MODELS
 from ssd.models.autoregressive import AutoregressiveLM
 from ssd.run import completion_and_count, prompt_ids
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 LLADA, QWEN2 = ASSETS / "arith-llada", ASSETS / "arith-qwen2"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_tiny", REPO / "scripts" / "train_tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -45,7 +36,7 @@ def digests(folder: Path) -> dict[str, str]:
 def test_training_twice_gives_identical_weights(tmp_path: Path) -> None:
     """A few steps of both models, three times: in this process; again as two parallel processes (the
     script's default, which must compute the same); with another seed."""
-    train = load_script()
+    train = load_script("train_tiny")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     steps = ["--llada-steps", "3", "--qwen2-steps", "3"]
     try:

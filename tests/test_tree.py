@@ -15,6 +15,7 @@ from ssd.models.tiny import tiny_model
 from tests.helpers import random_prompt
 
 ARCHS = ["llada", "dream"]
+LAYOUTS = [VerifyLayout.batch, VerifyLayout.tree]
 CACHED = [CacheMode.prefix, CacheMode.dual]
 
 
@@ -49,7 +50,7 @@ def test_tree_layout_equals_the_batch_layout(arch: str, mode: CacheMode) -> None
     x, pads = masked_batch(model, [0, 3, 5])
     states, rows = candidates_of(x, [3, 1, 2])
     out = {}
-    for layout in VerifyLayout:
+    for layout in LAYOUTS:
         fwd = BlockForward(model, mode, pads, layout=layout)
         with torch.no_grad():
             fwd.refresh(x, 18, 24)
@@ -68,7 +69,7 @@ def test_ssd_gives_the_same_tokens_in_both_layouts(arch: str, mode: CacheMode, d
     for seed in range(3):
         model = tiny_model(arch, seed=seed)
         tokens = {}
-        for layout in VerifyLayout:
+        for layout in LAYOUTS:
             cfg = SSDConfig(gen_length=16, block_length=8, cache=mode, draft_length=draft_length)
             cfg.verify_layout = layout
             gens = SelfSpeculative(cfg).generate_batch(model, prompts, [0, 1, 2])
@@ -97,7 +98,7 @@ def test_the_cache_buffers_are_allocated_once_per_batch() -> None:
     assert [k.data_ptr() for k in fwd.cache.keys] == where
 
 
-@pytest.mark.parametrize("layout", list(VerifyLayout))
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_in_bit_exact_mode_a_states_logits_do_not_depend_on_its_row(layout: VerifyLayout, dtype) -> None:
     model = tiny_model("llada", seed=1).to(dtype)
@@ -115,7 +116,7 @@ def test_in_bit_exact_mode_a_states_logits_do_not_depend_on_its_row(layout: Veri
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("layout", list(VerifyLayout))
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_bit_exact_ssd_equals_its_reference_in_bfloat16(arch: str, layout: VerifyLayout) -> None:
     """bf16 makes row-dependent rounding visible; the bit-exact mode must still give identical tokens."""
     cfg = SSDConfig(gen_length=16, block_length=8, cache=CacheMode.dual, draft_length=4, bit_exact=True)
@@ -155,3 +156,36 @@ def test_bit_exact_is_refused_where_there_is_no_such_mode() -> None:
         DiffuSpec(DiffuSpecConfig(bit_exact=True))
     with pytest.raises(SSDError, match="pad_rows must be at least 1"):
         Stepwise(StepwiseConfig(pad_rows=0))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_an_ssd_iteration_reads_one_number_from_the_device(layout: VerifyLayout, monkeypatch) -> None:
+    """The accepted length is the only value a decoding iteration brings back to the host (on a GPU
+    every such read is a synchronisation); stepwise brings back none."""
+    model = tiny_model("llada", seed=0)
+    prompt = random_prompt(60, 1)
+    reads: list[str] = []
+    for name in ("__int__", "__bool__", "__float__", "__index__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name):
+            reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    common = dict(gen_length=16, block_length=8, cache=CacheMode.dual, verify_layout=layout)
+    Stepwise(StepwiseConfig(**common)).generate(model, prompt)
+    assert reads == ["tolist"]  # the generated tokens, once decoding is over
+    reads.clear()
+    out = SelfSpeculative(SSDConfig(**common, draft_length=4)).generate(model, prompt)
+    forwards = out.nfe - 2  # verification forwards: one per iteration but the last of a block's
+    assert reads.count("__int__") == forwards and len(reads) == forwards + 1
+
+
+def test_the_automatic_layout_is_the_tree_on_a_gpu_and_the_batch_on_a_cpu() -> None:
+    from ssd.models.cache import resolve_layout
+
+    assert resolve_layout(VerifyLayout.auto, torch.device("cuda", 0)) is VerifyLayout.tree
+    assert resolve_layout(VerifyLayout.auto, torch.device("cpu")) is VerifyLayout.batch
+    assert resolve_layout(VerifyLayout.tree, torch.device("cpu")) is VerifyLayout.tree
+    assert BlockForward(tiny_model("llada"), CacheMode.dual).layout is VerifyLayout.batch

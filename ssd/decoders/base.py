@@ -270,13 +270,14 @@ def predict(
 
 
 def draft_chain(
-    x: torch.Tensor, start: int, positions: torch.Tensor, drafts: torch.Tensor, depths: list[int]
+    x: torch.Tensor, start: int, positions: torch.Tensor, drafts: torch.Tensor, depths: range
 ) -> torch.Tensor:
     """Candidate states [len(depths), T]: row i is `x` [1, T] with the first depths[i] drafts committed
-    (`positions` are block-relative, in draft order; `drafts` their tokens)."""
+    (`positions` are block-relative, in draft order; `drafts` their tokens). Built on the device from
+    host integers only: no host-device traffic inside a decoding iteration."""
     n = positions.shape[0]
     chain = x.repeat(len(depths), 1)
-    depth = torch.tensor(depths, device=x.device)
+    depth = torch.arange(depths.start, depths.stop, device=x.device)
     upto = torch.arange(n, device=x.device)[None, :] < depth[:, None]
     absolute = start + positions
     chain[:, absolute] = torch.where(upto, drafts, chain[:, absolute])

@@ -65,7 +65,7 @@ class PSD(FastDLLM):
             depth = min(self.cfg.draft_length, left)
             order = torch.sort(confidence[0].masked_fill(now, -torch.inf), descending=True, stable=True)
             positions, drafts = order.indices[:depth], tokens[0, order.indices[:depth]]
-            rows = [j for j in range(depth + 1) if j < left]
+            rows = range(min(depth + 1, left))  # depths 0..D, skipping a draft that completes the block
             chain = draft_chain(x, start, positions, drafts, rows)
             # 3. one verification forward
             verify_logits = yield chain

@@ -68,7 +68,7 @@ class SelfSpeculative(BlockDecoder):
                 committed.append(1)
                 return
             # 2. the chain s_1..s_K of candidate states, row k holding d_1..d_{k+1}
-            chain = draft_chain(x, start, positions, drafts, list(range(1, n_states + 1)))
+            chain = draft_chain(x, start, positions, drafts, range(1, n_states + 1))
             # 3. verify all of them in one forward
             verify_logits = yield chain
             v_tokens, v_confidence = self.predict_block(fwd, chain, verify_logits, at_refresh=False)

@@ -144,11 +144,11 @@ class BlockForward:
         model: DiffusionLM,
         mode: CacheMode,
         pad: torch.Tensor | None = None,
-        layout: VerifyLayout = VerifyLayout.tree,
+        layout: VerifyLayout = VerifyLayout.auto,
         pad_rows: int = 0,
     ) -> None:
         self.model, self.mode, self.pad = model, CacheMode(mode), pad
-        self.layout, self.pad_rows = VerifyLayout(layout), pad_rows
+        self.layout, self.pad_rows = resolve_layout(VerifyLayout(layout), model.device), pad_rows
         self.cache = None if self.mode is CacheMode.none else KVCache(self.mode, pad)
         self.start = self.end = self.sequences = 0
         self.nfe = 0
@@ -177,44 +177,64 @@ class BlockForward:
             raise RuntimeError("BlockForward: call refresh() at the block start before other forwards")
         seqs = rows if rows is not None else list(range(r)) if r == self.sequences else [0] * r
         span = (self.start, self.end)
+        if self.cache is not None:
+            states = states[:, self.start : self.start + self.cache.window_length(states.shape[1])]
+            if self.layout is VerifyLayout.tree and (self.pad_rows or r > len(set(seqs))):
+                return self._tree(states, seqs, span)
+        take: torch.Tensor | slice = slice(None)
+        if self.pad_rows:  # the batch layout, every sequence's rows padded: one shape for every forward
+            index, take, seqs, _ = self._slots(seqs, self.pad_rows)
+            states = states[index]
+        rows_t = None if seqs == list(range(self.sequences)) else self._rows(seqs)
         if self.cache is None:
-            states, seqs, take = self._padded(states, seqs)
-            rows_t = None if seqs == list(range(self.sequences)) else self._tensor(seqs)
-            logits = self.model(states, span=span, rows=rows_t, pad=self.pad)
-            return logits if take is None else logits[take]
-        window = states[:, self.start : self.start + self.cache.window_length(states.shape[1])]
-        most = max(seqs.count(i) for i in set(seqs))
-        if self.layout is VerifyLayout.tree and (most > 1 or self.pad_rows):
-            return self._tree(window, seqs, span)
-        window, seqs, take = self._padded(window, seqs)
-        rows_t = None if seqs == list(range(self.sequences)) else self._tensor(seqs)
-        logits = self.model(window, cache=self.cache, span=span, rows=rows_t)
-        return logits if take is None else logits[take]
+            return self.model(states, span=span, rows=rows_t, pad=self.pad)[take]
+        return self.model(states, cache=self.cache, span=span, rows=rows_t)[take]
 
     def _tree(self, window: torch.Tensor, seqs: list[int], span: tuple[int, int]) -> torch.Tensor:
         """The candidates of each sequence folded into one row [G, P · W]; logits unfolded to [R, ...]."""
         p = self.pad_rows or max(seqs.count(i) for i in set(seqs))
-        index, take, groups = slots(seqs, p)
-        folded = window[self._tensor(index)].reshape(len(groups), -1)
-        rows_t = None if groups == list(range(self.sequences)) else self._tensor(groups)
-        logits = self.model(folded, cache=self.cache, span=span, rows=rows_t, candidates=p)
-        return logits[self._tensor(take)]
+        index, take, _, groups = self._slots(seqs, p)
+        folded = window[index].reshape(len(groups), -1)
+        rows_t = None if groups == list(range(self.sequences)) else self._rows(groups)
+        return self.model(folded, cache=self.cache, span=span, rows=rows_t, candidates=p)[take]
 
-    def _padded(
-        self, states: torch.Tensor, seqs: list[int]
-    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
-        """Batch layout under `pad_rows`: each sequence's rows padded to pad_rows (else unchanged)."""
-        if not self.pad_rows:
-            return states, seqs, None
-        index, take, _ = slots(seqs, self.pad_rows)
-        return states[self._tensor(index)], [seqs[i] for i in index], self._tensor(take)
+    def _slots(
+        self, seqs: list[int], p: int
+    ) -> tuple[torch.Tensor, torch.Tensor | slice, list[int], list[int]]:
+        """`slots` as device indices: the row of each slot, the slot of each row, the sequence of each
+        slot and of each group. One sequence (the usual case) needs no host-to-device copy."""
+        if self.sequences > 1:
+            index, take, groups = slots(seqs, p)
+            return self._tensor(index), self._tensor(take), [seqs[i] for i in index], groups
+        if len(seqs) > p:
+            raise ValueError(f"{len(seqs)} candidate rows of one sequence exceed pad_rows={p}")
+        index = torch.arange(p, device=self.model.device).clamp(max=len(seqs) - 1)
+        return index, slice(len(seqs)), [0] * p, [0]
+
+    def _rows(self, seqs: list[int]) -> torch.Tensor:
+        if self.sequences == 1:
+            return torch.zeros(len(seqs), dtype=torch.long, device=self.model.device)
+        return self._tensor(seqs)
 
     def _tensor(self, values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long, device=self.model.device)
+        """Host integers on the model's device without a device sync (pinned, non-blocking on a GPU)."""
+        device = self.model.device
+        if device.type != "cuda":
+            return torch.tensor(values, dtype=torch.long)
+        return torch.tensor(values, dtype=torch.long, pin_memory=True).to(device, non_blocking=True)
 
     def _count(self, batch: int) -> None:
         self.nfe += 1
         self.batch_sizes.append(batch)
+
+
+def resolve_layout(layout: VerifyLayout, device: torch.device) -> VerifyLayout:
+    """auto: the tree on a GPU (one read of the cache for all candidates: ~1.1x one forward for 6 on
+    an H100, against 1.3-2x for the batch; ../shared/reference/gpu-forward-cost.md), the batch on a CPU
+    (compute-bound, where the tree's extra small operations cost more than the cache copies save)."""
+    if layout is not VerifyLayout.auto:
+        return layout
+    return VerifyLayout.tree if device.type == "cuda" else VerifyLayout.batch
 
 
 def slots(seqs: list[int], p: int) -> tuple[list[int], list[int], list[int]]:

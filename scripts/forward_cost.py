@@ -1,0 +1,388 @@
+"""What a forward costs, and what decoding costs end to end, at the real shapes (GPU) or tiny ones (CPU).
+
+    python scripts/forward_cost.py                      # on a GPU: LLaDA-8B and Dream-7B shapes, bf16
+    python scripts/forward_cost.py --shapes tiny-llada tiny-dream   # what a CPU runs (and the tests)
+
+Random weights of the given shape. Reports, per shape and context:
+- ms per forward: the full sequence (no cache) and the cached block (dual cache, one state);
+- verification of B = 1..max candidate states of one sequence in both layouts (batch, tree), as a
+  multiple of the cached block forward;
+- the weight-read floor (weight bytes / measured copy bandwidth) and the achieved bandwidth;
+and end-to-end tokens/s of stepwise, Fast-dLLM and SSD (N = 2..6, both layouts, and the bit-exact
+mode) over the same prompts. Random weights accept nothing, so the speculative decoders replay the
+acceptance pattern of recorded runs: the accepted lengths per iteration of the harness's own runs of
+the same decoder on the trained arith model (`ssd/assets`, recorded on demand under `--records`),
+streamed in order and clipped to what each iteration allows. Everything else (drafting, the
+verification forward, the acceptance check and its host sync) is the decoders' own code.
+
+Writes `<out>/<tag>.json` (every number) and `<out>/<tag>.md` (the tables and where each target stands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ssd.config import (  # noqa: E402
+    ASSETS,
+    ArithConfig,
+    CacheMode,
+    DecoderConfig,
+    FastDLLMConfig,
+    ModelConfig,
+    RunConfig,
+    SSDConfig,
+    StepwiseConfig,
+    VerifyLayout,
+)
+from ssd.decoders.fast_dllm import FastDLLM  # noqa: E402
+from ssd.decoders.ssd import SelfSpeculative  # noqa: E402
+from ssd.decoders.stepwise import Stepwise  # noqa: E402
+from ssd.models import MODELS  # noqa: E402
+from ssd.models.base import DiffusionLM  # noqa: E402
+from ssd.models.cache import BlockForward  # noqa: E402
+from ssd.models.tiny import tiny_config  # noqa: E402
+
+# The published configurations (../shared/reference/algorithms.md).
+SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "llada-8b": (
+        "llada",
+        dict(
+            d_model=4096, n_heads=32, n_kv_heads=32, n_layers=32, mlp_hidden_size=12288,
+            vocab_size=126464, embedding_size=126464, rope_theta=500000.0, max_sequence_length=4096,
+        ),
+    ),
+    "dream-7b": (
+        "dream",
+        dict(
+            hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+            num_key_value_heads=4, vocab_size=152064, rope_theta=1e6, max_position_embeddings=4096,
+        ),
+    ),
+    "tiny-llada": ("llada", tiny_config("llada", 96)),
+    "tiny-dream": ("dream", tiny_config("dream", 96)),
+}  # fmt: skip
+LAYOUTS = (VerifyLayout.batch, VerifyLayout.tree)
+TARGET_VERIFY, TARGET_FLOOR = 1.15, 1.25  # issue 7: N=5 verification / cached forward; cached / floor
+
+
+def build(shape: str, device: torch.device, dtype: torch.dtype) -> DiffusionLM:
+    """A model of the shape, random weights, built on the device in the dtype (no fp32 detour)."""
+    arch, config = SHAPES[shape]
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = MODELS.get(arch).from_config(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.eval()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    """Median wall milliseconds of fn(), the device synchronised around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device: torch.device, mib: int, repeats: int) -> float:
+    """Bytes per second of a device-to-device copy (read + write counted)."""
+    src = torch.empty(mib << 20, dtype=torch.uint8, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    ms = timed(lambda: dst.copy_(src), device, repeats)
+    return 2 * src.numel() / (ms / 1e3)
+
+
+def weight_bytes_read(model: DiffusionLM) -> int:
+    """Bytes of the weights a forward reads: all parameters but an untied input embedding (gathered)."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    emb = next(m for m in model.modules() if isinstance(m, torch.nn.Embedding)).weight
+    tied = any(p is emb for n, p in model.named_parameters() if "embed" not in n and "wte" not in n)
+    return total if tied else total - emb.numel() * emb.element_size()
+
+
+def cache_bytes(fwd: BlockForward) -> int:
+    assert fwd.cache is not None
+    return sum(k.numel() * k.element_size() * 2 for k in fwd.cache.keys)
+
+
+def forward_costs(model: DiffusionLM, ctx: int, args: argparse.Namespace, floor_bw: float) -> dict[str, Any]:
+    """Full, cached and verification forwards at context `ctx` (the block at its end)."""
+    device, block, repeats = model.device, args.block, args.repeats
+    gen = torch.Generator().manual_seed(ctx)
+    x = torch.randint(0, model.mask_id, (1, ctx), generator=gen).to(device)
+    start, end = ctx - block, ctx
+    x[0, start:] = model.mask_id
+    out: dict[str, Any] = {"ctx": ctx, "block": block}
+    with torch.inference_mode():
+        out["full_ms"] = timed(lambda: model(x, span=(start, end)), device, repeats)
+        for layout in LAYOUTS:
+            fwd = BlockForward(model, CacheMode.dual, layout=layout)
+            fwd.refresh(x, start, end)
+            if "cached_ms" not in out:  # one state: the in-place path, whatever the layout
+                out["cached_ms"] = timed(lambda fwd=fwd: fwd(x), device, repeats)
+            for b in range(1, args.max_candidates + 1):
+                states = x.repeat(b, 1)
+                states[:, start] = torch.arange(b, device=device)  # candidates differ inside the block
+                ms = timed(lambda s=states, f=fwd, b=b: f(s, [0] * b), device, repeats)
+                out[f"verify_{layout.value}_{b}_ms"] = ms
+        weights, kv = weight_bytes_read(model), cache_bytes(fwd)
+    out["weight_bytes"], out["cache_bytes"] = weights, kv
+    out["floor_ms"] = weights / floor_bw * 1e3
+    out["achieved_bw"] = (weights + kv) / (out["cached_ms"] / 1e3)
+    return out
+
+
+# --- end to end, with recorded acceptance ---------------------------------------------------------
+class ReplaySSD(SelfSpeculative):
+    """SSD whose accepted lengths come from a recorded run (the real check still runs and syncs)."""
+
+    def __init__(self, cfg: SSDConfig, pattern: list[int]) -> None:
+        super().__init__(cfg)
+        self.pattern: Iterator[int] = cycle(pattern)
+
+    def accepted(self, match: torch.Tensor) -> int:
+        super().accepted(match)
+        return max(1, min(next(self.pattern), 1 + match.shape[0]))
+
+
+class ReplayFastDLLM(FastDLLM):
+    """Fast-dLLM committing, per iteration, the recorded number of its most confident positions."""
+
+    def __init__(self, cfg: FastDLLMConfig, pattern: list[int]) -> None:
+        super().__init__(cfg)
+        self.pattern: Iterator[int] = cycle(pattern)
+
+    def commit_now(self, fwd: BlockForward, confidence: torch.Tensor, at_refresh: bool) -> torch.Tensor:
+        rule = super().commit_now(fwd, confidence, at_refresh)
+        if at_refresh and fwd.first_position_from_refresh:
+            return rule
+        k = min(next(self.pattern), int(torch.isfinite(confidence).sum()))
+        return torch.zeros_like(rule).scatter(0, confidence.topk(max(k, 1)).indices, True)
+
+
+def recorded_pattern(decoder: DecoderConfig, records: Path, limit: int | None) -> list[int]:
+    """Accepted lengths per iteration of the harness's run of `decoder` on the trained arith model
+    (the default sweep's setting: dual cache, block 8, gen 24, fp32 CPU), run now if not recorded."""
+    from omegaconf import OmegaConf
+
+    from ssd.config import register
+    from ssd.run import run_job
+
+    register()
+    cfg = OmegaConf.structured(
+        RunConfig(
+            model=ModelConfig(name="llada", path=str(ASSETS / "arith-llada"), dtype="float32", device="cpu"),
+            decoder=decoder,
+            benchmark=ArithConfig(),
+            output_dir=str(records),
+            sweep="forward_cost",
+            limit=limit,
+        )
+    )
+    cfg.decoder.gen_length, cfg.decoder.block_length, cfg.decoder.cache = 24, 8, "dual"
+    folder = run_job(cfg)
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    return [a for s in samples for a in s["accepted"]]
+
+
+def end_to_end(
+    model: DiffusionLM, prompts: list[list[int]], gen: int, block: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """tokens/s of each decoder over the same prompts, one prompt at a time (batch 1)."""
+    common = dict(gen_length=gen, block_length=block, cache=CacheMode.dual)
+    arms: list[tuple[str, Any]] = [("stepwise", Stepwise(StepwiseConfig(**common)))]
+    fast = FastDLLMConfig(**common, threshold=0.9)
+    pattern = recorded_pattern(fast, args.records, args.record_limit)
+    arms.append(("fast_dllm τ=0.9", ReplayFastDLLM(fast, pattern)))
+    for n in args.ssd_n:
+        pattern = recorded_pattern(SSDConfig(draft_length=n), args.records, args.record_limit)
+        for layout in LAYOUTS:
+            cfg = SSDConfig(**common, draft_length=n, verify_layout=layout)
+            arms.append((f"ssd N={n} {layout.value}", ReplaySSD(cfg, pattern)))
+            if n == args.exact_n:
+                exact = SSDConfig(**common, draft_length=n, verify_layout=layout, bit_exact=True)
+                arms.append((f"ssd N={n} {layout.value} bit-exact", ReplaySSD(exact, pattern)))
+                reference = Stepwise(SelfSpeculative(exact).reference_config())
+                arms.append((f"stepwise {layout.value} bit-exact ({n} rows)", reference))
+    rows = []
+    for label, decoder in arms:
+        decoder.generate(model, prompts[0])  # warm-up
+        gens = [decoder.generate(model, p) for p in prompts]
+        seconds = sum(g.wall_seconds for g in gens)
+        nfe = sum(g.nfe for g in gens)
+        tokens = gen * len(prompts)
+        rows.append(
+            {
+                "decoder": label,
+                "tokens_per_s": tokens / seconds,
+                "nfe": nfe / len(prompts),
+                "tpf": tokens / nfe,
+                "ms_per_forward": seconds / nfe * 1e3,
+            }
+        )
+    base = rows[0]["tokens_per_s"]
+    for row in rows:
+        row["speedup"] = row["tokens_per_s"] / base
+    return rows
+
+
+# --- report ---------------------------------------------------------------------------------------
+FORWARD_HEAD = "| ctx | full ms | cached ms | floor ms | cached/floor | achieved GB/s | layout |"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    bs = range(1, result["max_candidates"] + 1)
+    lines = [
+        f"# Forward cost: {result['device']}",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"torch {result['torch']}, {result['dtype']}, median of {result['repeats']}; "
+        f"copy bandwidth {result['copy_bw'] / 1e9:.1f} GB/s (read + write counted).",
+    ]
+    for shape, res in result["shapes"].items():
+        lines += ["", f"## {shape}", "", FORWARD_HEAD + "".join(f" B={b} |" for b in bs)]
+        lines.append("|" + "---|" * (7 + len(bs)))
+        for f in res["forwards"]:
+            for layout in LAYOUTS:
+                ratios = "".join(f" {f[f'verify_{layout.value}_{b}_ms'] / f['cached_ms']:.2f}× |" for b in bs)
+                lines.append(
+                    f"| {f['ctx']} | {f['full_ms']:.2f} | {f['cached_ms']:.2f} | {f['floor_ms']:.2f} "
+                    f"| {f['cached_ms'] / f['floor_ms']:.2f} | {f['achieved_bw'] / 1e9:.1f} "
+                    f"| {layout.value} |{ratios}"
+                )
+        lines += [
+            "",
+            "B=k: k candidate states of one sequence in one forward over its cache, in ms, as a multiple of "
+            "the cached block forward (one state). Floor: weight bytes read / copy bandwidth.",
+            "",
+            "| decoder | tokens/s | speedup | NFE | TPF | ms/forward |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in res["end_to_end"]:
+            lines.append(
+                f"| {r['decoder']} | {r['tokens_per_s']:.1f} | {r['speedup']:.2f}× | {r['nfe']:.1f} "
+                f"| {r['tpf']:.2f} | {r['ms_per_forward']:.2f} |"
+            )
+        lines += ["", "Targets (issue 7):", ""]
+        lines += [f"- {t}" for t in targets(res, result["max_candidates"])]
+    return "\n".join(lines) + "\n"
+
+
+def targets(res: dict[str, Any], max_b: int) -> list[str]:
+    """Where the issue's targets stand, at context 1024 if measured (else the longest context)."""
+    f = max(res["forwards"], key=lambda f: (f["ctx"] == 1024, f["ctx"]))
+    out = []
+    if max_b >= 5:
+        for layout in LAYOUTS:
+            ratio = f[f"verify_{layout.value}_5_ms"] / f["cached_ms"]
+            out.append(
+                f"{layout.value} verification of N=5 at ctx {f['ctx']}: {ratio:.2f}× one cached forward "
+                f"(target ≤ {TARGET_VERIFY}×: {'met' if ratio <= TARGET_VERIFY else 'not met'})"
+            )
+    ratio = f["cached_ms"] / f["floor_ms"]
+    out.append(
+        f"cached block forward at ctx {f['ctx']}: {ratio:.2f}× the weight-read floor "
+        f"(target ≤ {TARGET_FLOOR}×: {'met' if ratio <= TARGET_FLOOR else 'not met'})"
+    )
+    return out
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--shapes", nargs="+", default=None, choices=sorted(SHAPES))
+    p.add_argument("--dtype", default=None, choices=["bfloat16", "float32"], help="default: bf16 on a GPU")
+    p.add_argument("--contexts", nargs="+", type=int, default=None)
+    p.add_argument("--block", type=int, default=8, help="the cached block's length")
+    p.add_argument("--max-candidates", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--gen-length", type=int, default=None)
+    p.add_argument("--e2e-block", type=int, default=32)
+    p.add_argument("--prompts", type=int, default=2)
+    p.add_argument("--prompt-length", type=int, default=None)
+    p.add_argument("--copy-mib", type=int, default=None)
+    p.add_argument("--ssd-n", nargs="+", type=int, default=[2, 3, 4, 5, 6], help="SSD draft lengths")
+    p.add_argument("--exact-n", type=int, default=4, help="the draft length also run in the bit-exact mode")
+    p.add_argument("--records", type=Path, default=REPO / "results" / "forward_cost" / "records")
+    p.add_argument("--record-limit", type=int, default=None, help="arith problems per recorded run (all)")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "forward_cost")
+    p.add_argument("--tag", default=None, help="output file name (default: the device kind)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    shapes = args.shapes or (["llada-8b", "dream-7b"] if gpu else ["tiny-llada", "tiny-dream"])
+    contexts = args.contexts or ([512, 1024, 2048] if gpu else [64, 128])
+    dtype = getattr(torch, args.dtype or ("bfloat16" if gpu else "float32"))
+    gen_length = args.gen_length or (256 if gpu else 32)
+    prompt_length = args.prompt_length or (256 if gpu else 16)
+    copy_bw = copy_bandwidth(device, args.copy_mib or (1024 if gpu else 256), args.repeats)
+    command = " ".join(["python scripts/forward_cost.py", *(sys.argv[1:] if argv is None else argv)])
+    result: dict[str, Any] = {
+        "device": device_name(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "max_candidates": args.max_candidates,
+        "copy_bw": copy_bw,
+        "command": command,
+        "shapes": {},
+    }
+    for shape in shapes:
+        model = build(shape, device, dtype)
+        forwards = [forward_costs(model, c, args, copy_bw) for c in contexts]
+        gen = torch.Generator().manual_seed(1)
+        prompts = [
+            torch.randint(0, model.mask_id, (prompt_length,), generator=gen).tolist()
+            for _ in range(args.prompts)
+        ]
+        e2e = end_to_end(model, prompts, gen_length, args.e2e_block, args)
+        result["shapes"][shape] = {"forwards": forwards, "end_to_end": e2e}
+        print(markdown({**result, "shapes": {shape: result["shapes"][shape]}}), flush=True)
+        del model
+        if gpu:
+            torch.cuda.empty_cache()
+    tag = args.tag or ("cpu" if not gpu else torch.cuda.get_device_name(device).replace(" ", "-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"{tag}.md").write_text(markdown(result))
+    print(f"wrote {args.out / tag}.md and .json")
+    return result
+
+
+if __name__ == "__main__":
+    main()
