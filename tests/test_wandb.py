@@ -57,6 +57,14 @@ def offline_runs(root: Path) -> list[Path]:
     return sorted((root / "wandb").glob("offline-run-*"))
 
 
+def runs_for(root: Path, folders: list[Path]) -> list[Path]:
+    """The offline run of each run folder, in the folders' order. Offline run directories are named by
+    the second they started and a random id, so two runs started within a second sort either way."""
+    by_name = {offline_run(d)["run"].display_name: d for d in offline_runs(root)}
+    assert sorted(by_name) == sorted(f.name for f in folders)
+    return [by_name[f.name] for f in folders]
+
+
 def read_records(path: Path) -> list[Any]:
     """The records of a `.wandb` file: a 7-byte header, then LevelDB-log framing (32 KiB blocks; each
     chunk has a 4-byte checksum, a 2-byte length and a type: full, first, middle, last) around protobufs."""
@@ -146,9 +154,8 @@ def test_offline_one_run_per_job_grouped_by_sweep(
         run_job(job(tiny_checkpoints["llada"], data_dir, tmp_path / "runs", cache))
         for cache in ("none", "dual")
     ]
-    runs = offline_runs(wandb_dir)
-    assert len(runs) == 2
-    for run_dir, folder in zip(runs, folders, strict=True):
+    assert len(offline_runs(wandb_dir)) == 2
+    for run_dir, folder in zip(runs_for(wandb_dir, folders), folders, strict=True):
         check_mirrored(run_dir, folder)
         # The run folder stays exactly what it is without W&B.
         assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "samples.jsonl", "summary.json"]
@@ -172,9 +179,8 @@ def test_online_without_a_key_falls_back_to_offline_with_one_warning(
     warnings = [line for line in capsys.readouterr().err.splitlines() if "wandb" in line.lower()]
     assert len(warnings) == 1, warnings  # once per process, not once per job
     assert warnings[0].startswith("warning: wandb: wandb.mode=online but no API key")
-    runs = offline_runs(wandb_dir)
-    assert len(runs) == 2
-    for run_dir, folder in zip(runs, folders, strict=True):
+    assert len(offline_runs(wandb_dir)) == 2
+    for run_dir, folder in zip(runs_for(wandb_dir, folders), folders, strict=True):
         check_mirrored(run_dir, folder)
 
 
