@@ -76,6 +76,12 @@ SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
     "tiny-dream": ("dream", tiny_config("dream", 96)),
 }  # fmt: skip
 LAYOUTS = (VerifyLayout.batch, VerifyLayout.tree)
+# The verification forwards measured: (name, layout, bit-exact); the bit-exact tree pads to B rows.
+VARIANTS = (
+    ("batch", VerifyLayout.batch, False),
+    ("tree", VerifyLayout.tree, False),
+    ("tree_exact", VerifyLayout.tree, True),
+)
 TARGET_VERIFY, TARGET_FLOOR = 1.15, 1.25  # issue 7: N=5 verification / cached forward; cached / floor
 
 
@@ -130,7 +136,7 @@ def weight_bytes_read(model: DiffusionLM) -> int:
 
 def cache_bytes(fwd: BlockForward) -> int:
     assert fwd.cache is not None
-    return sum(k.numel() * k.element_size() * 2 for k in fwd.cache.keys)
+    return sum(k[:, :, : fwd.cache.total].numel() * k.element_size() * 2 for k in fwd.cache.keys)
 
 
 def forward_costs(model: DiffusionLM, ctx: int, args: argparse.Namespace, floor_bw: float) -> dict[str, Any]:
@@ -143,16 +149,17 @@ def forward_costs(model: DiffusionLM, ctx: int, args: argparse.Namespace, floor_
     out: dict[str, Any] = {"ctx": ctx, "block": block}
     with torch.inference_mode():
         out["full_ms"] = timed(lambda: model(x, span=(start, end)), device, repeats)
-        for layout in LAYOUTS:
-            fwd = BlockForward(model, CacheMode.dual, layout=layout)
-            fwd.refresh(x, start, end)
-            if "cached_ms" not in out:  # one state: the in-place path, whatever the layout
-                out["cached_ms"] = timed(lambda fwd=fwd: fwd(x), device, repeats)
+        for name, layout, exact in VARIANTS:
             for b in range(1, args.max_candidates + 1):
+                fwd = BlockForward(model, CacheMode.dual, layout=layout, max_rows=b, bit_exact=exact)
+                fwd.refresh(x, start, end)
+                if "cached_ms" not in out:  # one state: the in-place path, whatever the layout
+                    out["cached_ms"] = timed(lambda fwd=fwd: fwd(x), device, repeats)
                 states = x.repeat(b, 1)
                 states[:, start] = torch.arange(b, device=device)  # candidates differ inside the block
-                ms = timed(lambda s=states, f=fwd, b=b: f(s, [0] * b), device, repeats)
-                out[f"verify_{layout.value}_{b}_ms"] = ms
+                out[f"verify_{name}_{b}_ms"] = timed(
+                    lambda s=states, f=fwd, b=b: f(s, [0] * b), device, repeats
+                )
         weights, kv = weight_bytes_read(model), cache_bytes(fwd)
     out["weight_bytes"], out["cache_bytes"] = weights, kv
     out["floor_ms"] = weights / floor_bw * 1e3
@@ -272,12 +279,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"## {shape}", "", FORWARD_HEAD + "".join(f" B={b} |" for b in bs)]
         lines.append("|" + "---|" * (7 + len(bs)))
         for f in res["forwards"]:
-            for layout in LAYOUTS:
-                ratios = "".join(f" {f[f'verify_{layout.value}_{b}_ms'] / f['cached_ms']:.2f}× |" for b in bs)
+            for name, _, _ in VARIANTS:
+                ratios = "".join(f" {f[f'verify_{name}_{b}_ms'] / f['cached_ms']:.2f}× |" for b in bs)
                 lines.append(
                     f"| {f['ctx']} | {f['full_ms']:.2f} | {f['cached_ms']:.2f} | {f['floor_ms']:.2f} "
                     f"| {f['cached_ms'] / f['floor_ms']:.2f} | {f['achieved_bw'] / 1e9:.1f} "
-                    f"| {layout.value} |{ratios}"
+                    f"| {name.replace('_', ' bit-')} |{ratios}"
                 )
         lines += [
             "",
@@ -302,10 +309,10 @@ def targets(res: dict[str, Any], max_b: int) -> list[str]:
     f = max(res["forwards"], key=lambda f: (f["ctx"] == 1024, f["ctx"]))
     out = []
     if max_b >= 5:
-        for layout in LAYOUTS:
-            ratio = f[f"verify_{layout.value}_5_ms"] / f["cached_ms"]
+        for name, _, _ in VARIANTS:
+            ratio, label = f[f"verify_{name}_5_ms"] / f["cached_ms"], name.replace("_", " bit-")
             out.append(
-                f"{layout.value} verification of N=5 at ctx {f['ctx']}: {ratio:.2f}× one cached forward "
+                f"{label} verification of N=5 at ctx {f['ctx']}: {ratio:.2f}× one cached forward "
                 f"(target ≤ {TARGET_VERIFY}×: {'met' if ratio <= TARGET_VERIFY else 'not met'})"
             )
     ratio = f["cached_ms"] / f["floor_ms"]

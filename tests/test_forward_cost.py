@@ -22,7 +22,7 @@ def test_tiny_run_writes_every_table(tmp_path: Path) -> None:
     forward_cost.main(args)
     result = json.loads((tmp_path / "out" / "t.json").read_text())
     [f] = result["shapes"]["tiny-dream"]["forwards"]
-    assert all(f[f"verify_{layout}_{b}_ms"] > 0 for layout in ("batch", "tree") for b in range(1, 6))
+    assert all(f[f"verify_{v}_{b}_ms"] > 0 for v in ("batch", "tree", "tree_exact") for b in range(1, 6))
     assert f["floor_ms"] > 0 and f["cache_bytes"] > 0 and f["achieved_bw"] > 0
     e2e = {r["decoder"]: r for r in result["shapes"]["tiny-dream"]["end_to_end"]}
     assert set(e2e) == {

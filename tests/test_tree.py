@@ -43,17 +43,22 @@ def candidates_of(x: torch.Tensor, counts: list[int]) -> tuple[torch.Tensor, lis
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("mode", CACHED)
-def test_tree_layout_equals_the_batch_layout(arch: str, mode: CacheMode) -> None:
-    """Candidates folded into one row over one cache copy get each candidate's own attention,
-    with several sequences, different left padding and different numbers of candidates."""
+@pytest.mark.parametrize("counts", [[3, 1, 2], [4, 0, 2]])
+@pytest.mark.parametrize("bit_exact", [False, True])
+def test_tree_layout_equals_the_batch_layout(
+    arch: str, mode: CacheMode, counts: list[int], bit_exact
+) -> None:
+    """Candidates folded into one row over one cache copy get each candidate's own attention, with
+    several sequences (some without candidates), different left padding and numbers of candidates."""
     model = tiny_model(arch, seed=3)
     x, pads = masked_batch(model, [0, 3, 5])
-    states, rows = candidates_of(x, [3, 1, 2])
+    states, rows = candidates_of(x, counts)
     out = {}
     for layout in LAYOUTS:
-        fwd = BlockForward(model, mode, pads, layout=layout)
+        fwd = BlockForward(model, mode, pads, layout=layout, max_rows=4, bit_exact=bit_exact)
         with torch.no_grad():
             fwd.refresh(x, 18, 24)
+            fwd(states, rows)  # a forward that writes into the cache must leave it as it found it
             out[layout] = fwd(states, rows)
     torch.testing.assert_close(out[VerifyLayout.tree], out[VerifyLayout.batch], rtol=1e-5, atol=1e-5)
     first = 1 if model.predicts_from_previous_position else 0
@@ -104,7 +109,7 @@ def test_in_bit_exact_mode_a_states_logits_do_not_depend_on_its_row(layout: Veri
     model = tiny_model("llada", seed=1).to(dtype)
     x, _ = masked_batch(model, [0])
     states, rows = candidates_of(x, [4])
-    fwd = BlockForward(model, CacheMode.dual, layout=layout, pad_rows=4)
+    fwd = BlockForward(model, CacheMode.dual, layout=layout, max_rows=4, bit_exact=True)
     with torch.no_grad():
         fwd.refresh(x, 18, 24)
         together = fwd(states, rows)

@@ -139,7 +139,8 @@ class BlockDecoder(Decoder):
             self.cfg.cache,
             torch.tensor(pads, device=device) if any(pads) else None,
             layout=self.cfg.verify_layout,
-            pad_rows=self.rows_per_forward() if self.cfg.bit_exact else 0,
+            max_rows=self.rows_per_forward(),
+            bit_exact=self.cfg.bit_exact,
         )
         generators = [
             torch.Generator(device=device).manual_seed(s) if self.cfg.temperature > 0 else None for s in seeds

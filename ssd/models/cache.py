@@ -21,24 +21,34 @@ import torch
 
 from ssd.config import CacheMode, VerifyLayout
 from ssd.models.layers import AttendHook, Window, sdpa
-from ssd.models.tree import shared_attention
+from ssd.models.tree import shared_attention, tree_mask
 
 if TYPE_CHECKING:
     from ssd.models.base import DiffusionLM
 
 
 class KVCache:
-    """Per-layer keys/values [N, Hkv, T, D] of N sequences: static buffers, written by each refresh.
+    """Per-layer keys/values of N sequences in static buffers [N, Hkv, capacity, D].
 
-    The buffers are allocated by the first refresh and overwritten in place by the next ones (same N
-    and T within a batch), so a decoding loop allocates no cache memory. In prefix mode only `[:start]`
-    is ever read from them; the window's keys are always fresh.
+    A refresh writes the whole sequence into `[:T]`; the buffers are allocated by the first refresh
+    and overwritten in place by the next ones (same N and T within a batch), so a decoding loop
+    allocates no cache memory. `spare_rows` candidate windows fit behind the sequence: the tree layout
+    writes its candidates' keys there and attends to the buffer in place. In prefix mode only
+    `[:start]` is read from the cached part; the window's keys are always fresh.
     """
 
-    def __init__(self, mode: CacheMode, pad: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        mode: CacheMode,
+        pad: torch.Tensor | None = None,
+        spare_rows: int = 0,
+        row_invariant: bool = False,
+    ) -> None:
         if mode is CacheMode.none:
             raise ValueError("KVCache needs the prefix or dual mode")
-        self.mode, self.pad = mode, pad
+        self.mode, self.pad, self.spare_rows = mode, pad, spare_rows
+        # The tree computed so that a row's numbers do not depend on its slot (the bit-exact mode).
+        self.row_invariant = row_invariant
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.start = self.end = self.total = 0
@@ -49,15 +59,32 @@ class KVCache:
 
     def record(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Record hook of the refresh forward: keep the whole sequence's keys/values."""
-        self.total = k.shape[2]
-        if layer < len(self.keys) and self.keys[layer].shape == k.shape:
-            self.keys[layer].copy_(k)
-            self.values[layer].copy_(v)
-        elif layer < len(self.keys):
-            self.keys[layer], self.values[layer] = k.clone(), v.clone()
-        else:
-            self.keys.append(k.clone())
-            self.values.append(v.clone())
+        t = self.total = k.shape[2]
+        if layer == len(self.keys) or not self._fits(self.keys[layer], k):
+            capacity = t + self.spare_rows * self.window_length(t)
+            shape = (*k.shape[:2], capacity, k.shape[3])
+            buffers = k.new_empty(shape), v.new_empty(shape)
+            if layer == len(self.keys):
+                self.keys.append(buffers[0])
+                self.values.append(buffers[1])
+            else:
+                self.keys[layer], self.values[layer] = buffers
+        self.keys[layer][:, :, :t].copy_(k)
+        self.values[layer][:, :, :t].copy_(v)
+
+    @staticmethod
+    def _fits(buffer: torch.Tensor, k: torch.Tensor) -> bool:
+        same = buffer.shape[:2] == k.shape[:2] and buffer.shape[3] == k.shape[3]
+        return same and buffer.shape[2] >= k.shape[2] and buffer.dtype == k.dtype
+
+    def _room(self, layer: int, length: int) -> None:
+        """Grow a layer's buffers to `length` keys (only if a forward brings more candidates than the
+        spare rows planned for)."""
+        if self.keys[layer].shape[2] < length:
+            for store in (self.keys, self.values):
+                old = store[layer]
+                store[layer] = old.new_empty((*old.shape[:2], length, old.shape[3]))
+                store[layer][:, :, : self.total].copy_(old[:, :, : self.total])
 
     def window_length(self, total_length: int) -> int:
         """Length of the token window a cached forward feeds, for a sequence of `total_length`."""
@@ -77,17 +104,17 @@ class KVCache:
             positions = (positions[None, :] - pad[:, None]).clamp(min=0)
         real = None if pad is None else torch.arange(self.total, device=device)[None, :] >= pad[:, None]
         if candidates > 1:
-            return Window(positions, attend=self._tree(rows, real, candidates))
+            return Window(positions, attend=self._tree(rows, real, candidates, width))
         mask = None if real is None else real[:, None, None, :]
         if rows is None:
             return Window(positions, attend=self._in_place(width, mask))
         return Window(positions, attend=self._batch(rows, width, mask))
 
     def _in_place(self, width: int, mask: torch.Tensor | None) -> AttendHook:
-        s = self.start
+        s, t = self.start, self.total
 
         def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            ck, cv = self.keys[layer], self.values[layer]
+            ck, cv = self.keys[layer][:, :, :t], self.values[layer][:, :, :t]
             ck[:, :, s : s + width] = k
             cv[:, :, s : s + width] = v
             return sdpa(q, ck, cv, mask)
@@ -95,10 +122,10 @@ class KVCache:
         return attend
 
     def _batch(self, rows: torch.Tensor, width: int, mask: torch.Tensor | None) -> AttendHook:
-        s, e = self.start, self.start + width
+        s, e, t = self.start, self.start + width, self.total
 
         def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            ck, cv = self.keys[layer], self.values[layer]
+            ck, cv = self.keys[layer][:, :, :t], self.values[layer][:, :, :t]
             if ck.shape[0] == 1:
                 ck, cv = ck.expand(rows.shape[0], -1, -1, -1), cv.expand(rows.shape[0], -1, -1, -1)
             else:
@@ -108,14 +135,37 @@ class KVCache:
 
         return attend
 
-    def _tree(self, rows: torch.Tensor | None, real: torch.Tensor | None, candidates: int) -> AttendHook:
+    def _tree(
+        self, rows: torch.Tensor | None, real: torch.Tensor | None, candidates: int, width: int
+    ) -> AttendHook:
+        """Candidates side by side over one copy of the cache. The cached keys a window may see end at
+        `stop`; the candidates' own keys go behind them, each visible to its own candidate only."""
         s, e = self.start, self.end
-        stop = s if self.mode is CacheMode.prefix else self.total  # cached keys a window may see
+        stop = s if self.mode is CacheMode.prefix else self.total
         device = self.keys[0].device
         visible = torch.ones(1, stop, dtype=torch.bool, device=device) if real is None else real[:, :stop]
-        if self.mode is CacheMode.dual:  # the window replaces the cached block
+        if self.mode is CacheMode.dual:  # each candidate's window replaces the cached block
             visible[:, s:e] = False
+        if self.row_invariant:
+            return self._tree_invariant(rows, visible, stop, candidates)
+        n = candidates * width
+        mask = tree_mask(visible, candidates, width)
 
+        def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            if rows is not None:  # some sequences only: their caches are gathered (copied)
+                ck, cv = self.keys[layer][rows, :, :stop], self.values[layer][rows, :, :stop]
+                return sdpa(q, torch.cat([ck, k], 2), torch.cat([cv, v], 2), mask)
+            self._room(layer, stop + n)
+            ck, cv = self.keys[layer][:, :, : stop + n], self.values[layer][:, :, : stop + n]
+            ck[:, :, stop:] = k
+            cv[:, :, stop:] = v
+            return sdpa(q, ck, cv, mask)
+
+        return attend
+
+    def _tree_invariant(
+        self, rows: torch.Tensor | None, visible: torch.Tensor, stop: int, candidates: int
+    ) -> AttendHook:
         def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             ck, cv = self.keys[layer][:, :, :stop], self.values[layer][:, :, :stop]
             if rows is not None:
@@ -134,9 +184,10 @@ class BlockForward:
     and its number of rows.
 
     Several candidates of one sequence are evaluated in `layout`: batch (a row each, each with its own
-    copy of the cache) or tree (side by side over one copy; ssd/models/tree.py). With `pad_rows`, every
-    cached forward is padded to that many candidate rows per sequence and goes through the same code,
-    whatever the number of candidates: the bit-exact mode (a state's numbers do not depend on its row).
+    copy of the cache) or tree (side by side over one copy; ssd/models/tree.py); `max_rows` is the most
+    a decoder sends per sequence (the cache keeps room for them). With `bit_exact`, every forward is
+    padded to `max_rows` candidate rows per sequence and goes through the same code whatever the
+    number of candidates, so a state's numbers do not depend on its row.
     """
 
     def __init__(
@@ -145,11 +196,16 @@ class BlockForward:
         mode: CacheMode,
         pad: torch.Tensor | None = None,
         layout: VerifyLayout = VerifyLayout.auto,
-        pad_rows: int = 0,
+        max_rows: int = 1,
+        bit_exact: bool = False,
     ) -> None:
         self.model, self.mode, self.pad = model, CacheMode(mode), pad
-        self.layout, self.pad_rows = resolve_layout(VerifyLayout(layout), model.device), pad_rows
-        self.cache = None if self.mode is CacheMode.none else KVCache(self.mode, pad)
+        self.layout = resolve_layout(VerifyLayout(layout), model.device)
+        self.pad_rows = max_rows if bit_exact else 0
+        spare = max_rows if self.layout is VerifyLayout.tree and max_rows > 1 else 0
+        self.cache = (
+            None if self.mode is CacheMode.none else KVCache(self.mode, pad, spare, row_invariant=bit_exact)
+        )
         self.start = self.end = self.sequences = 0
         self.nfe = 0
         self.batch_sizes: list[int] = []

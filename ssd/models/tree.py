@@ -2,19 +2,21 @@
 
 A verification forward evaluates P candidate states that differ only inside the window the cache does
 not hold. The batch layout gives every candidate its own copy of the cache (it is read P times); the
-tree layout folds the candidates into one row of P·W queries and splits each query's attention in two:
+tree layout folds the candidates into one row of P·W queries over one copy. Two ways to compute it:
 
-    shared  every query against the cached keys of its sequence (one GEMM; the cache is read once)
-    own     candidate c's queries against candidate c's W fresh keys (a batched W×W product)
+- `tree_mask`: the candidates' keys are written behind the cached ones and one attention call runs
+  over both, with a mask that lets each candidate see the cache and its own keys only. Fastest: one
+  kernel per layer, the cache read once.
+- `shared_attention`, the bit-exact mode's: each query's attention is split in two,
 
-    out = softmax([shared scores ; own scores]) · [cached values ; own values]
+      shared  every query against the cached keys of its sequence (one GEMM; the cache read once)
+      own     candidate c's queries against candidate c's W fresh keys (a batched W×W product)
+      out     softmax([shared scores ; own scores]) · [cached values ; own values]
 
-which equals each candidate's own attention over `cache with its window in place` (the mask a tree
-attention would need to keep candidates apart is implicit: no candidate sees another's keys).
-
-Both parts are plain matrix products whose result for a query row does not depend on the other rows
-or on which slot the row sits in, at a fixed shape. That is what the bit-exact mode relies on: a state
-evaluated in slot c of a P-slot forward gets the same numbers as in slot 0 of another.
+  Both parts are plain matrix products whose result for a query row does not depend on the other rows
+  or on which slot the row sits in, at a fixed shape: a state evaluated in slot c of a P-slot forward
+  gets the same numbers as in slot 0 of another. (With the mask, a candidate's keys sit at a different
+  offset in each slot, so the attention kernel's summation order, and its rounding, depends on the slot.)
 """
 
 from __future__ import annotations
@@ -55,3 +57,13 @@ def shared_attention(
     out = torch.matmul(probs[..., :s].reshape(g, hkv, group * pw, s), cached_v).view(g, hkv, group, p, w, d)
     out = out + torch.matmul(probs[..., s:], vc)
     return out.reshape(g, h, pw, d)
+
+
+def tree_mask(visible: torch.Tensor, candidates: int, width: int) -> torch.Tensor:
+    """The attention mask of tree rows [G, 1, P·W, S + P·W]: every query sees the cached keys its
+    sequence may see (visible [G, S]) and its own candidate's W keys, placed behind the cache."""
+    n = candidates * width
+    slot = torch.arange(n, device=visible.device) // width
+    own = slot[:, None] == slot[None, :]
+    g = visible.shape[0]
+    return torch.cat([visible[:, None, :].expand(g, n, -1), own.expand(g, n, n)], dim=-1)[:, None]
