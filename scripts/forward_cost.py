@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ssd.config import (  # noqa: E402
-    ASSETS,
     ArithConfig,
     CacheMode,
     DecoderConfig,
@@ -47,6 +46,7 @@ from ssd.config import (  # noqa: E402
     SSDConfig,
     StepwiseConfig,
     VerifyLayout,
+    asset,
 )
 from ssd.decoders.fast_dllm import FastDLLM  # noqa: E402
 from ssd.decoders.ssd import SelfSpeculative  # noqa: E402
@@ -104,9 +104,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median wall milliseconds of fn(), the device synchronised around each call."""
-    for _ in range(warmup):
+STATISTIC = {"median": statistics.median, "min": min}
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, statistic: str = "median") -> float:
+    """Wall milliseconds of fn() (the median, or with --statistic min the fastest, of `repeats` calls),
+    the device synchronised around each call."""
+    for _ in range(2):  # warm-up
         fn()
     times = []
     for _ in range(repeats):
@@ -115,14 +119,14 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
         fn()
         sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return STATISTIC[statistic](times)
 
 
-def copy_bandwidth(device: torch.device, mib: int, repeats: int) -> float:
+def copy_bandwidth(device: torch.device, mib: int, repeats: int, statistic: str) -> float:
     """Bytes per second of a device-to-device copy (read + write counted)."""
     src = torch.empty(mib << 20, dtype=torch.uint8, device=device).fill_(1)
     dst = torch.empty_like(src)
-    ms = timed(lambda: dst.copy_(src), device, repeats)
+    ms = timed(lambda: dst.copy_(src), device, repeats, statistic)
     return 2 * src.numel() / (ms / 1e3)
 
 
@@ -141,25 +145,27 @@ def cache_bytes(fwd: BlockForward) -> int:
 
 def forward_costs(model: DiffusionLM, ctx: int, args: argparse.Namespace, floor_bw: float) -> dict[str, Any]:
     """Full, cached and verification forwards at context `ctx` (the block at its end)."""
-    device, block, repeats = model.device, args.block, args.repeats
+    device, block = model.device, args.block
+
+    def time(fn: Callable[[], object]) -> float:
+        return timed(fn, device, args.repeats, args.statistic)
+
     gen = torch.Generator().manual_seed(ctx)
     x = torch.randint(0, model.mask_id, (1, ctx), generator=gen).to(device)
     start, end = ctx - block, ctx
     x[0, start:] = model.mask_id
     out: dict[str, Any] = {"ctx": ctx, "block": block}
     with torch.inference_mode():
-        out["full_ms"] = timed(lambda: model(x, span=(start, end)), device, repeats)
+        out["full_ms"] = time(lambda: model(x, span=(start, end)))
         for name, layout, exact in VARIANTS:
             for b in range(1, args.max_candidates + 1):
                 fwd = BlockForward(model, CacheMode.dual, layout=layout, max_rows=b, bit_exact=exact)
                 fwd.refresh(x, start, end)
                 if "cached_ms" not in out:  # one state: the in-place path, whatever the layout
-                    out["cached_ms"] = timed(lambda fwd=fwd: fwd(x), device, repeats)
+                    out["cached_ms"] = time(lambda fwd=fwd: fwd(x))
                 states = x.repeat(b, 1)
                 states[:, start] = torch.arange(b, device=device)  # candidates differ inside the block
-                out[f"verify_{name}_{b}_ms"] = timed(
-                    lambda s=states, f=fwd, b=b: f(s, [0] * b), device, repeats
-                )
+                out[f"verify_{name}_{b}_ms"] = time(lambda s=states, f=fwd, b=b: f(s, [0] * b))
         weights, kv = weight_bytes_read(model), cache_bytes(fwd)
     out["weight_bytes"], out["cache_bytes"] = weights, kv
     out["floor_ms"] = weights / floor_bw * 1e3
@@ -197,7 +203,8 @@ class ReplayFastDLLM(FastDLLM):
 
 def recorded_pattern(decoder: DecoderConfig, records: Path, limit: int | None) -> list[int]:
     """Accepted lengths per iteration of the harness's run of `decoder` on the trained arith model
-    (the default sweep's setting: dual cache, block 8, gen 24, fp32 CPU), run now if not recorded."""
+    (the default sweep's setting: dual cache, block 8, gen 24, fp32 CPU), run now if not recorded.
+    From the repository root the model path is relative, so the records are found on any machine."""
     from omegaconf import OmegaConf
 
     from ssd.config import register
@@ -206,7 +213,7 @@ def recorded_pattern(decoder: DecoderConfig, records: Path, limit: int | None) -
     register()
     cfg = OmegaConf.structured(
         RunConfig(
-            model=ModelConfig(name="llada", path=str(ASSETS / "arith-llada"), dtype="float32", device="cpu"),
+            model=ModelConfig(name="llada", path=asset("arith-llada"), dtype="float32", device="cpu"),
             decoder=decoder,
             benchmark=ArithConfig(),
             output_dir=str(records),
@@ -272,7 +279,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
-        f"torch {result['torch']}, {result['dtype']}, median of {result['repeats']}; "
+        f"torch {result['torch']}, {result['dtype']}, {result['statistic']} of {result['repeats']} calls; "
         f"copy bandwidth {result['copy_bw'] / 1e9:.1f} GB/s (read + write counted).",
     ]
     for shape, res in result["shapes"].items():
@@ -338,6 +345,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--block", type=int, default=8, help="the cached block's length")
     p.add_argument("--max-candidates", type=int, default=8)
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument(
+        "--statistic", choices=sorted(STATISTIC), default="median", help="min: steadier for sub-ms timings"
+    )
     p.add_argument("--gen-length", type=int, default=None)
     p.add_argument("--e2e-block", type=int, default=32)
     p.add_argument("--prompts", type=int, default=2)
@@ -357,13 +367,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dtype = getattr(torch, args.dtype or ("bfloat16" if gpu else "float32"))
     gen_length = args.gen_length or (256 if gpu else 32)
     prompt_length = args.prompt_length or (256 if gpu else 16)
-    copy_bw = copy_bandwidth(device, args.copy_mib or (1024 if gpu else 256), args.repeats)
+    copy_bw = copy_bandwidth(device, args.copy_mib or (1024 if gpu else 256), args.repeats, args.statistic)
     command = " ".join(["python scripts/forward_cost.py", *(sys.argv[1:] if argv is None else argv)])
     result: dict[str, Any] = {
         "device": device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "statistic": args.statistic,
         "max_candidates": args.max_candidates,
         "copy_bw": copy_bw,
         "command": command,

@@ -1,10 +1,11 @@
 """Measure SSD's identity to its reference per verification layout, dtype and bit-exact mode.
 
-On tiny random models of both architectures (CPU), with the prefix and dual caches: SSD (N = 2, 4, 6)
-in the batch and the tree layout, plain and bit-exact, in float32 and bfloat16, each sample compared
-token for token with its reference (stepwise; in the bit-exact mode the bit-exact stepwise). bf16 makes
-row-dependent rounding visible on a CPU, as it is on a GPU. Writes Markdown + JSON.
-Usage: python scripts/lossless_layouts.py [--prompts 20] [--out results/lossless_layouts]
+On tiny random models of both architectures (CPU, or a GPU with --device cuda), with the prefix and
+dual caches: SSD (N = 2, 4, 6) in the batch and the tree layout, plain and bit-exact, in float32 and
+bfloat16, each sample compared token for token with its reference (stepwise; in the bit-exact mode the
+bit-exact stepwise). bf16 makes row-dependent rounding visible on a CPU, as it is on a GPU.
+Writes Markdown + JSON.
+Usage: python scripts/lossless_layouts.py [--prompts 20] [--device cpu] [--out results/lossless_layouts]
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from ssd.models.tiny import tiny_model
 GEN, BLOCK = 32, 8
 
 
-def measure(rows: dict, prompts: int) -> None:
+def measure(rows: dict, prompts: int, device: str) -> None:
     knobs = list(product((2, 4, 6), (VerifyLayout.batch, VerifyLayout.tree), (False, True)))
     for dtype, arch in product((torch.float32, torch.bfloat16), ("llada", "dream")):
-        models = [tiny_model(arch, seed=s).to(dtype) for s in range(5)]
+        models = [tiny_model(arch, seed=s).to(device, dtype) for s in range(5)]
         for cache, i in product((CacheMode.prefix, CacheMode.dual), range(prompts)):
             model = models[i % len(models)]
             p = prompt(len(model.tokenizer), 1000 * i + 11)
@@ -46,12 +47,13 @@ def measure(rows: dict, prompts: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=20, help="prompts per dtype, architecture and cache")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (on a GPU, write to another --out)")
     parser.add_argument("--out", default="results/lossless_layouts")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: dict = defaultdict(lambda: {"n": 0, "identical": 0, "nfe": 0, "tokens": 0, "divergences": []})
     start = time.perf_counter()
-    measure(rows, args.prompts)
+    measure(rows, args.prompts, args.device)
     seconds = time.perf_counter() - start
     lines = [
         "| dtype | model | cache | layout | mode | samples | identical | TPF | first divergences |",
@@ -68,10 +70,11 @@ def main() -> None:
         totals[dtype, layout, mode][0] += r["n"]
         totals[dtype, layout, mode][1] += r["identical"]
     head = [
-        f"# SSD against its reference per layout, dtype and mode (tiny random models, CPU, gen {GEN}, "
-        f"block {BLOCK}, N = 2, 4, 6)",
+        f"# SSD against its reference per layout, dtype and mode (tiny random models, {args.device}, "
+        f"gen {GEN}, block {BLOCK}, N = 2, 4, 6)",
         "",
-        f"`python scripts/lossless_layouts.py --prompts {args.prompts}` ({seconds:.0f} s).",
+        f"`python scripts/lossless_layouts.py --prompts {args.prompts} --device {args.device}` "
+        f"({seconds:.0f} s).",
         "",
     ]
     head += [f"- {d} {lay} {m}: {i}/{n} identical" for (d, lay, m), (n, i) in sorted(totals.items())] + [""]
