@@ -26,8 +26,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from itertools import cycle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from ssd.config import (  # noqa: E402
     VerifyLayout,
     asset,
 )
-from ssd.decoders.fast_dllm import FastDLLM  # noqa: E402
+from ssd.decoders.replay import ReplayFastDLLM, ReplaySSD, accepted_lengths  # noqa: E402
 from ssd.decoders.ssd import SelfSpeculative  # noqa: E402
 from ssd.decoders.stepwise import Stepwise  # noqa: E402
 from ssd.models import MODELS  # noqa: E402
@@ -174,33 +173,6 @@ def forward_costs(model: DiffusionLM, ctx: int, args: argparse.Namespace, floor_
 
 
 # --- end to end, with recorded acceptance ---------------------------------------------------------
-class ReplaySSD(SelfSpeculative):
-    """SSD whose accepted lengths come from a recorded run (the real check still runs and syncs)."""
-
-    def __init__(self, cfg: SSDConfig, pattern: list[int]) -> None:
-        super().__init__(cfg)
-        self.pattern: Iterator[int] = cycle(pattern)
-
-    def accepted(self, match: torch.Tensor) -> int:
-        super().accepted(match)
-        return max(1, min(next(self.pattern), 1 + match.shape[0]))
-
-
-class ReplayFastDLLM(FastDLLM):
-    """Fast-dLLM committing, per iteration, the recorded number of its most confident positions."""
-
-    def __init__(self, cfg: FastDLLMConfig, pattern: list[int]) -> None:
-        super().__init__(cfg)
-        self.pattern: Iterator[int] = cycle(pattern)
-
-    def commit_now(self, fwd: BlockForward, confidence: torch.Tensor, at_refresh: bool) -> torch.Tensor:
-        rule = super().commit_now(fwd, confidence, at_refresh)
-        if at_refresh and fwd.first_position_from_refresh:
-            return rule
-        k = min(next(self.pattern), int(torch.isfinite(confidence).sum()))
-        return torch.zeros_like(rule).scatter(0, confidence.topk(max(k, 1)).indices, True)
-
-
 def recorded_pattern(decoder: DecoderConfig, records: Path, limit: int | None) -> list[int]:
     """Accepted lengths per iteration of the harness's run of `decoder` on the trained arith model
     (the default sweep's setting: dual cache, block 8, gen 24, fp32 CPU), run now if not recorded.
@@ -222,9 +194,7 @@ def recorded_pattern(decoder: DecoderConfig, records: Path, limit: int | None) -
         )
     )
     cfg.decoder.gen_length, cfg.decoder.block_length, cfg.decoder.cache = 24, 8, "dual"
-    folder = run_job(cfg)
-    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    return [a for s in samples for a in s["accepted"]]
+    return accepted_lengths(run_job(cfg))
 
 
 def end_to_end(

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ssd.config import CacheMode, SSDConfig
+from ssd.config import CacheMode, FastDLLMConfig, SSDConfig
+from ssd.decoders.replay import ReplayFastDLLM, ReplaySSD
+from ssd.decoders.ssd import SelfSpeculative
 from ssd.models.tiny import tiny_model
 from tests.helpers import load_script, random_prompt
 
@@ -47,17 +49,17 @@ def test_replayed_ssd_accepts_the_recorded_lengths() -> None:
     model = tiny_model("llada", seed=0)
     cfg = SSDConfig(gen_length=16, block_length=8, cache=CacheMode.dual, draft_length=4)
     prompt = random_prompt(60, 3)
-    real = forward_cost.SelfSpeculative(cfg).generate(model, prompt)
-    replay = forward_cost.ReplaySSD(cfg, real.accepted).generate(model, prompt)
+    real = SelfSpeculative(cfg).generate(model, prompt)
+    replay = ReplaySSD(cfg, real.accepted).generate(model, prompt)
     assert replay.accepted == real.accepted and replay.nfe == real.nfe
-    forced = forward_cost.ReplaySSD(cfg, [4]).generate(model, prompt)
+    forced = ReplaySSD(cfg, [4]).generate(model, prompt)
     assert forced.accepted == [4, 4, 4, 4]  # clipped by nothing: every draft of each iteration accepted
 
 
 def test_replayed_fast_dllm_commits_the_recorded_counts() -> None:
     model = tiny_model("llada", seed=0)
-    cfg = forward_cost.FastDLLMConfig(gen_length=16, block_length=8, cache=CacheMode.dual)
-    out = forward_cost.ReplayFastDLLM(cfg, [3, 2, 5]).generate(model, random_prompt(60, 4))
+    cfg = FastDLLMConfig(gen_length=16, block_length=8, cache=CacheMode.dual)
+    out = ReplayFastDLLM(cfg, [3, 2, 5]).generate(model, random_prompt(60, 4))
     assert out.accepted == [3, 2, 3, 3, 2, 3]  # 5 clipped to the 3 left in each block
 
 
