@@ -5,8 +5,8 @@ not hold. The batch layout gives every candidate its own copy of the cache (it i
 tree layout folds the candidates into one row of P·W queries over one copy. Two ways to compute it:
 
 - `tree_mask`: the candidates' keys are written behind the cached ones and one attention call runs
-  over both, with a mask that lets each candidate see the cache and its own keys only. Fastest: one
-  kernel per layer, the cache read once.
+  over both, with a mask that lets each candidate see the cache and its own keys only: one attention
+  call per layer, the cache read once.
 - `shared_attention`, the bit-exact mode's: each query's attention is split in two,
 
       shared  every query against the cached keys of its sequence (one GEMM; the cache read once)
