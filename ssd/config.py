@@ -13,6 +13,19 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from ssd.bounds import (
+    DTYPES,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    PROBABILITY,
+    Bounds,
+    Choices,
+    Free,
+    knob,
+)
+
 ASSETS = Path(__file__).resolve().parent / "assets"  # checkpoints shipped with the package
 
 
@@ -36,17 +49,17 @@ class VerifyLayout(str, Enum):
 class ModelConfig:
     name: str = MISSING  # registry key: llada | dream
     path: str = MISSING  # a local checkpoint folder, or a hub id (downloaded where the hub is reachable)
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = knob("auto", DTYPES)  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    device: str = knob("auto", Choices(("auto", "cpu", "cuda"), r"cuda:\d+", "cuda:N"))
 
 
 @dataclass
 class DecoderConfig:
     name: str = MISSING
-    gen_length: int = 256
-    block_length: int = 32
+    gen_length: int = knob(256, POSITIVE_INT)
+    block_length: int = knob(32, POSITIVE_INT)  # must divide gen_length (checked by the decoder)
     cache: CacheMode = CacheMode.none
-    temperature: float = 0.0  # 0 = greedy; > 0 = Gumbel-max sampling as LLaDA does it
+    temperature: float = knob(0.0, NON_NEGATIVE)  # 0 = greedy; > 0 = Gumbel-max sampling as LLaDA does it
     verify_layout: VerifyLayout = VerifyLayout.auto  # candidate states sharing the cache: auto|batch|tree
     # Every cached forward padded to the decoder's most candidate rows, one prompt at a time: a state's
     # logits then do not depend on its row, so a lossless decoder equals its reference bit for bit.
@@ -56,7 +69,8 @@ class DecoderConfig:
 @dataclass
 class StepwiseConfig(DecoderConfig):
     name: str = "stepwise"
-    pad_rows: int = 1  # bit_exact: the rows each forward is padded to (set by the decoder it is checking)
+    # bit_exact: the rows each forward is padded to (set by the decoder it is checking)
+    pad_rows: int = knob(1, POSITIVE_INT)
 
 
 class ParallelRule(str, Enum):
@@ -68,20 +82,27 @@ class ParallelRule(str, Enum):
 class FastDLLMConfig(DecoderConfig):
     name: str = "fast_dllm"
     rule: ParallelRule = ParallelRule.threshold
-    threshold: float = 0.9  # tau: commit every masked position with confidence >= tau (top-1 always)
-    factor: float = 1.0  # f: commit the top n while (n + 1) * (1 - c_(n)) < f (top-1 always)
+    # tau: commit every masked position with confidence >= tau (top-1 always)
+    threshold: float = knob(0.9, FRACTION)
+    factor: float = knob(1.0, POSITIVE)  # f: commit the top n while (n + 1) * (1 - c_(n)) < f (top-1 always)
 
 
 @dataclass
 class SSDConfig(DecoderConfig):
     name: str = "ssd"
-    draft_length: int = 4  # N: drafts verified per iteration
+    draft_length: int = knob(4, POSITIVE_INT)  # N: drafts verified per iteration (<= block_length)
+
+    def relations(self) -> list[str]:
+        return _draft_within_block(self.draft_length, self.block_length, 1)
 
 
 @dataclass
 class PSDConfig(FastDLLMConfig):
     name: str = "psd"
-    draft_length: int = 4  # D: the deepest temporal draft beyond the policy's set
+    draft_length: int = knob(4, NON_NEGATIVE)  # D: the deepest temporal draft beyond the policy's set
+
+    def relations(self) -> list[str]:
+        return _draft_within_block(self.draft_length, self.block_length, 0)
 
 
 @dataclass
@@ -90,7 +111,7 @@ class TargetGreedyConfig(DecoderConfig):
 
     name: str = "target_greedy"
     target_path: str = "Qwen/Qwen2.5-7B-Instruct"  # a Qwen2 checkpoint folder or hub id
-    target_dtype: str = "auto"
+    target_dtype: str = knob("auto", DTYPES)
 
 
 @dataclass
@@ -98,22 +119,33 @@ class DiffuSpecConfig(TargetGreedyConfig):
     """A dLLM drafts for the autoregressive target; defaults are the paper's (algorithms.md)."""
 
     name: str = "diffuspec"
-    beam: int = 3  # CPS beam width
-    mass: float = 0.8  # CPS: candidates per position up to this cumulative probability ...
-    max_candidates: int = 15  # ... and at most this many (EOS always kept)
-    mix: float = 0.5  # lambda: lambda * log p_dLLM + (1 - lambda) * log p_ngram; 1 disables the n-gram
-    ngram: int = 3
-    k_init: int = 30  # ADL: first draft length, ...
-    k_min: int = 20  # ... clipped to [k_min, k_max] ...
-    k_max: int = 30
-    delta: int = 10  # ... with this bonus when the accepted length keeps up with the generated one
-    rho: float = 0.5  # EMA factor of the generated and accepted lengths
+    beam: int = knob(3, POSITIVE_INT)  # CPS beam width
+    # CPS: candidates per position up to this cumulative probability ...
+    mass: float = knob(0.8, FRACTION)
+    max_candidates: int = knob(15, POSITIVE_INT)  # ... and at most this many (EOS always kept)
+    # lambda: lambda * log p_dLLM + (1 - lambda) * log p_ngram; 1 disables the n-gram
+    mix: float = knob(0.5, PROBABILITY)
+    ngram: int = knob(3, POSITIVE_INT)  # n-gram order (1: unigram)
+    k_init: int = knob(30, POSITIVE_INT)  # ADL: first draft length, ...
+    k_min: int = knob(20, POSITIVE_INT)  # ... clipped to [k_min, k_max] ...
+    k_max: int = knob(30, POSITIVE_INT)
+    # ... with this bonus when the accepted length keeps up with the generated one
+    delta: int = knob(10, NON_NEGATIVE)
+    rho: float = knob(0.5, PROBABILITY)  # EMA factor of the generated and accepted lengths
+
+    def relations(self) -> list[str]:
+        if self.k_min <= self.k_init <= self.k_max:
+            return []
+        return [
+            f"decoder.k_min={self.k_min}, k_init={self.k_init}, k_max={self.k_max} are out of order: "
+            f"pass values with k_min <= k_init <= k_max"
+        ]
 
 
 @dataclass
 class BenchmarkConfig:
     name: str = MISSING
-    num_fewshot: int = 0
+    num_fewshot: int = knob(0, NON_NEGATIVE)  # the upper bound is the benchmark's (its shipped examples)
     chat: bool = True  # wrap the prompt in the model's chat template (Instruct models)
     data_dir: str = "data"
 
@@ -121,8 +153,8 @@ class BenchmarkConfig:
 @dataclass
 class GSM8KConfig(BenchmarkConfig):
     name: str = "gsm8k"
-    num_fewshot: int = 5
-    variant: str = "gsm8k"  # gsm8k | gsm8k_cot | gsm8k_cot_zeroshot (lm-eval's task names)
+    num_fewshot: int = knob(5, NON_NEGATIVE)
+    variant: str = knob("gsm8k", Choices(("gsm8k", "gsm8k_cot", "gsm8k_cot_zeroshot")))  # lm-eval tasks
 
 
 @dataclass
@@ -130,9 +162,10 @@ class MATHConfig(BenchmarkConfig):
     """MATH as lm-eval's minerva_math (ssd/benchmarks/math.py)."""
 
     name: str = "math"
-    num_fewshot: int = 4  # the Minerva examples (0..4)
-    subset: str = "full"  # full (the 5,000-problem test split) | math500
-    grade_timeout: float = 10.0  # wall seconds per math-verify grade (a hung grade counts as wrong)
+    num_fewshot: int = knob(4, NON_NEGATIVE)  # the Minerva examples (0..4)
+    subset: str = knob("full", Choices(("full", "math500")))  # full (the 5,000-problem test split) | math500
+    # wall seconds per math-verify grade (a hung grade counts as wrong)
+    grade_timeout: float = knob(10.0, POSITIVE)
 
 
 @dataclass
@@ -140,7 +173,7 @@ class HumanEvalConfig(BenchmarkConfig):
     """HumanEval as lm-eval's humaneval, 0-shot, pass@1 (ssd/benchmarks/humaneval.py)."""
 
     name: str = "humaneval"
-    timeout: float = 10.0  # wall seconds per program in the sandbox
+    timeout: float = knob(10.0, POSITIVE)  # wall seconds per program in the sandbox
 
 
 @dataclass
@@ -148,8 +181,8 @@ class MBPPConfig(BenchmarkConfig):
     """MBPP (full test split) as lm-eval's mbpp, pass@1 (ssd/benchmarks/mbpp.py)."""
 
     name: str = "mbpp"
-    num_fewshot: int = 3  # task_ids 2, 3, 4 of the prompt split (0..3)
-    timeout: float = 10.0  # wall seconds per program in the sandbox
+    num_fewshot: int = knob(3, NON_NEGATIVE)  # task_ids 2, 3, 4 of the prompt split (0..3)
+    timeout: float = knob(10.0, POSITIVE)  # wall seconds per program in the sandbox
 
 
 @dataclass
@@ -158,8 +191,8 @@ class ArithConfig(BenchmarkConfig):
 
     name: str = "arith"
     chat: bool = False  # plain-text prompts: what the shipped arith checkpoints were trained on
-    seed: int = 0  # which test problems (the test split is disjoint from training data for any seed)
-    size: int = 200  # how many
+    seed: int = knob(0, Free("any integer picks a test split"))  # disjoint from training data for any seed
+    size: int = knob(200, POSITIVE_INT)  # how many
 
 
 class WandbMode(str, Enum):
@@ -184,17 +217,29 @@ class RunConfig:
     model: ModelConfig = MISSING
     decoder: DecoderConfig = MISSING
     benchmark: BenchmarkConfig = MISSING
-    limit: int | None = None  # first `limit` samples of the benchmark (None = all)
+    # the first `limit` samples of the benchmark (None = all; 0 is refused: it would "finish" with nothing)
+    limit: int | None = knob(None, Bounds(lo=1, nullable=True))
     shard: str | None = None  # "i/n": this job takes every n-th of those samples, starting at the i-th
-    batch_size: int = 1  # prompts decoded together (left-padded; each gets the tokens it gets alone)
+    # prompts decoded together (left-padded; each gets the tokens it gets alone)
+    batch_size: int = knob(1, POSITIVE_INT)
     # Decode each sample with the decoder's reference too and record token identity (None: whenever the
     # decoder has a reference). The reference is an ordinary run folder, so a sweep's own reference
     # job is reused, and its cost never enters this job's throughput.
     check_lossless: bool | None = None
-    seed: int = 0
+    seed: int = knob(0, Free("any integer seeds the per-sample seeds"))
     output_dir: str = "results/runs"  # one run folder per job below this
     sweep: str = "adhoc"  # a label grouping the runs of one sweep
     wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+def _draft_within_block(draft_length: int, block_length: int, least: int) -> list[str]:
+    """A draft never reaches past its block: a longer one is no different and would only mislabel the run."""
+    if draft_length <= block_length:
+        return []
+    return [
+        f"decoder.draft_length={draft_length} exceeds decoder.block_length={block_length} (a draft stays in "
+        f"its block): pass decoder.draft_length between {least} and {block_length}"
+    ]
 
 
 def parse_shard(value: object) -> tuple[int, int] | None:

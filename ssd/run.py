@@ -24,6 +24,8 @@ from ssd.config import RunConfig, parse_shard, register
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.results.runfolder import RunFolder, config_hash, first_difference, summarize
+from ssd.results.verify import verified_done
+from ssd.validate import check_config, check_device, hydra_errors
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # conf/hydra/launcher/submitit_slurm.yaml takes the place of the plugin's config of that name, and Hydra
@@ -141,19 +143,15 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
     resolved = resolve(cfg)
+    check_config(resolved)
     folder = RunFolder.for_config(resolved)
-    if folder.is_done():
+    if verified_done(folder):
         print(f"done: {folder.path}", flush=True)
         return folder.path
-    if resolved["limit"] is not None and resolved["limit"] < 0:
-        raise SSDError(
-            f"limit={resolved['limit']} is negative: pass limit=N with N >= 0, or limit=null for all"
-        )
+    check_device(resolved["model"]["device"])
     from ssd.results.provenance import reset_peak_memory
 
     reset_peak_memory(_device(resolved["model"]["device"]))
-    if resolved["batch_size"] < 1:
-        raise SSDError(f"batch_size={resolved['batch_size']} must be at least 1")
     shard = parse_shard(resolved.get("shard"))
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
@@ -168,7 +166,7 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
     # Another process may hold the folder: a Slurm sweep runs its jobs at once, and a job can be another
     # job's reference (reference_tokens). Wait for it, then find the folder done, or continue it.
     with folder.lock(wait=True):
-        if folder.is_done():  # finished by another process while this one loaded the model or waited
+        if verified_done(folder):  # finished by another process while this one loaded the model or waited
             print(f"done: {folder.path}", flush=True)
             return folder.path
         folder.write_config(resolved)
@@ -321,7 +319,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ssd.run import _task as task
 
     # An absolute config_path (= "../conf" from this file) also works when main() is called from a module.
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()
+    try:
+        with hydra_errors(argv):
+            hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()
+    except SSDError as e:
+        fail(e)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.report.shards import merge, setting_key
 from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY
+from ssd.results.verify import verify
 
 DEFAULT_RUNS = Path("results/runs")
 
@@ -304,7 +305,8 @@ def load_runs(roots: str | Path | Iterable[str | Path] = DEFAULT_RUNS) -> Runs:
     """Every finished run below `roots`, one row each, in a fixed order (`sort_key`).
 
     Folders without `summary.json` are counted in `Runs.incomplete`; a summary or config that cannot be
-    read raises SSDError naming the file and what to do about it.
+    read, or a summary its samples do not give (ssd/results/verify.py), raises SSDError naming the file
+    and what to do about it.
     """
     if isinstance(roots, (str, Path)):
         roots = [roots]
@@ -315,12 +317,15 @@ def load_runs(roots: str | Path | Iterable[str | Path] = DEFAULT_RUNS) -> Runs:
         config = _read_config(folder / CONFIG) if (folder / CONFIG).is_file() else None
         if config is not None and parse_shard(config.get("shard")) is not None:
             summary = _read_summary(summary_file) if summary_file.is_file() else None
+            if summary is not None:
+                verify(folder, summary)
             sharded.setdefault(setting_key(config), []).append((folder, config, summary))
             continue
         if not summary_file.is_file():
             incomplete.append(folder)
             continue
         summary = _read_summary(summary_file)
+        verify(folder, summary)  # a summary its samples do not give is refused, never tabulated
         rows.append(_row(folder, config if config is not None else _read_config(folder / CONFIG), summary))
     for key in sorted(sharded):
         rows.append(_row(*merge(sharded[key])))

@@ -4,7 +4,10 @@ It is the source of truth that reports read, and what makes a job idempotent and
 - the folder name carries a hash of the resolved config, so one setting always maps to one folder;
 - `samples.jsonl` gets one line per finished sample, fsynced, so a kill loses at most the sample in flight
   (a torn last line is dropped on the next start);
-- `summary.json` is written last and atomically, so its presence means the job is complete.
+- `summary.json` is written last and atomically, so its presence means the job is complete; it records
+  the count and sha256 of the samples it was computed from, so a later change is detected
+  (ssd/results/verify.py);
+- a job that fails before its first sample leaves no folder, and no temporary file outlives the next run.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from typing import Any
 import yaml
 
 from ssd.errors import SSDError
+from ssd.results.storage import writing
 
 CONFIG = "config.yaml"
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
+STAMP = "computed_from"  # in summary.json: the samples.jsonl it was computed from (ssd/results/verify.py)
+TEMPS = ".*.tmp-*"  # atomic_write_text's temporary files
 # Where results go, which sweep asked for them and where they are mirrored do not change what is computed.
 UNHASHED = ("output_dir", "sweep", "wandb")
 
@@ -59,11 +65,16 @@ def fsync_dir(folder: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and os.replace, so readers see the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     fsync_dir(path.parent)
 
 
@@ -73,6 +84,12 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_yaml(path: Path, data: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def samples_stamp(path: Path) -> dict[str, Any]:
+    """What a summary is computed from: the record count and sha256 of a samples file as it is on disk."""
+    data = path.read_bytes() if path.is_file() else b""
+    return {"file": path.name, "records": data.count(b"\n"), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -172,7 +189,8 @@ class RunFolder:
 
     def write_config(self, resolved: dict[str, Any]) -> None:
         """Record the resolved config; an existing, different one means the folder is not this job's."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         if self.config_file.is_file():
             try:
                 existing = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
@@ -187,7 +205,8 @@ class RunFolder:
                     f"matches (edited by hand?): delete {self.path} to start this job over"
                 )
             return
-        write_yaml(self.config_file, resolved)
+        with writing(self.path):
+            write_yaml(self.config_file, resolved)
 
     def read_samples(self, expected_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The finished samples, in file order.
@@ -227,7 +246,7 @@ class RunFolder:
         """Append one record as one line and force it to disk before the next sample starts."""
         line = json.dumps(record, ensure_ascii=False) + "\n"
         new = not self.samples_file.exists()
-        with open(self.samples_file, "a", encoding="utf-8") as f:
+        with writing(self.path), open(self.samples_file, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -235,7 +254,19 @@ class RunFolder:
             fsync_dir(self.path)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.summary_file, summary)
+        """Write the summary, stamped with the samples it was computed from (`STAMP`)."""
+        with writing(self.path):
+            write_json(self.summary_file, summary | {STAMP: samples_stamp(self.samples_file)})
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder of a job that failed before its first sample: an empty folder is no result."""
+        if self.is_done() or (self.samples_file.is_file() and self.samples_file.stat().st_size > 0):
+            return
+        for path in (self.config_file, self.samples_file, *self.path.glob(TEMPS)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
     @contextlib.contextmanager
     def lock(self, wait: bool = False) -> Iterator[None]:
@@ -248,14 +279,16 @@ class RunFolder:
         is an error, or with `wait` something to wait for: the jobs of a Slurm sweep run at once, and
         several of them may need the same reference run folder (see ssd.run.reference_tokens).
         """
-        self.path.mkdir(parents=True, exist_ok=True)
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # not POSIX
             yield
             return
         new = not self.samples_file.exists()
-        fd = os.open(self.samples_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        with writing(self.path):
+            fd = os.open(self.samples_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         if new:
             fsync_dir(self.path)
         try:
@@ -272,6 +305,13 @@ class RunFolder:
                     fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError:
                 pass
-            yield
+            for stale in self.path.glob(TEMPS):  # left by a process killed mid-write; none is writing now
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            try:
+                yield
+            except BaseException:
+                self.discard_if_empty()  # still holding the lock: nobody else is writing here
+                raise
         finally:
             os.close(fd)
