@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -52,9 +53,14 @@ def _where(schema: type) -> str:
 
 def unknown_key(key: str, schema: type) -> SSDError:
     """One line for a key that is not in the schema, with the closest valid key."""
-    prefix = key.rpartition(".")[0]
-    full = [f"{prefix}.{k}" if prefix else k for k in _field_names(schema)]
-    return SSDError(f"unknown key {key} ({_where(schema)} has no such setting): {did_you_mean(key, full)}")
+    prefix, _, leaf = key.rpartition(".")
+    names = _field_names(schema)
+    close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.6)
+    full = [f"{prefix}.{k}" if prefix else k for k in names]
+    hint = f"did you mean {full[names.index(close[0])]}? " if close else ""
+    return SSDError(
+        f"unknown key {key} ({_where(schema)} has no such setting): {hint}valid keys: {', '.join(full)}"
+    )
 
 
 def _check_section(prefix: str, schema: type, values: dict[str, Any]) -> None:

@@ -229,8 +229,9 @@ def test_ensure_messages(tmp_path):
     path.write_text('{"id": 0}\n{"id": 1}\n')
     with pytest.raises(SSDError, match=r"has 2 rows, expected 1319: run `make data`"):
         ensure("gsm8k", tmp_path)
-    path.write_text('{"id": 0}\n' * 1319)
-    assert ensure("gsm8k", tmp_path) == path
+    path.write_text('{"id": 0}\n' * 1319)  # the right row count, the wrong rows: refused by its sha256
+    with pytest.raises(SSDError, match=r"has sha256 [0-9a-f]{12}…, expected 2fe421149448…"):
+        ensure("gsm8k", tmp_path)
 
 
 def test_ensure_uses_the_relative_path_users_gave():

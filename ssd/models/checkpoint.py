@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,10 +76,32 @@ def resolve(path: str | Path) -> Path:
         ) from None
 
 
+def damaged(file: Path, error: BaseException) -> SSDError:
+    """One line naming a checkpoint file that cannot be read, and what to do about it."""
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return SSDError(
+        f"checkpoint file {file} is damaged or truncated ({type(error).__name__}: {detail}): download or "
+        f"copy it again"
+    )
+
+
+def read_json(file: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file (config.json, the shard index), or an SSDError naming it."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise damaged(file, e) from None
+    if not isinstance(data, dict):
+        raise damaged(file, ValueError(f"a JSON {type(data).__name__}, not an object"))
+    return data
+
+
 def weight_files(folder: Path) -> dict[str, Path]:
     """Parameter name -> the shard holding it, checked against what is on disk."""
     if (folder / INDEX).is_file():
-        weight_map = json.loads((folder / INDEX).read_text())["weight_map"]
+        weight_map = read_json(folder / INDEX).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise damaged(folder / INDEX, KeyError("no weight_map"))
         shards = {name: folder / shard for name, shard in weight_map.items()}
         absent = sorted({p.name for p in shards.values() if not p.is_file()})
         if absent:
@@ -88,8 +111,11 @@ def weight_files(folder: Path) -> dict[str, Path]:
             )
         return shards
     if (folder / SINGLE).is_file():
-        with safe_open(folder / SINGLE, "pt") as f:
-            return {name: folder / SINGLE for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+        try:
+            with safe_open(folder / SINGLE, "pt") as f:
+                return {name: folder / SINGLE for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+        except Exception as e:  # safetensors raises its own error type for a bad header
+            raise damaged(folder / SINGLE, e) from None
     raise SSDError(
         f"checkpoint folder {folder} has no weights ({INDEX} or {SINGLE}): point model.path at "
         f"a complete checkpoint"
@@ -114,8 +140,14 @@ def load_model(
             f"checkpoint folder {folder} has no config.json: point model.path at a checkpoint folder"
         )
     dev, dt = pick_device_dtype(device, dtype)
+    raw = read_json(folder / "config.json")
     with torch.device("meta"):
-        model = cls.from_config(json.loads((folder / "config.json").read_text()))
+        try:
+            model = cls.from_config(raw)
+        except (TypeError, ValueError) as e:  # values of the wrong kind (a string where a size belongs)
+            raise SSDError(
+                f"checkpoint file {folder / 'config.json'} does not describe a model: {e}"
+            ) from None
     expected = model.state_dict()
     files = weight_files(folder)
     missing = sorted(set(expected) - set(files))
@@ -139,17 +171,25 @@ def load_model(
         by_file.setdefault(file, []).append(name)
     params = model.state_dict()
     for file, names in by_file.items():
-        with safe_open(file, "pt", device=str(dev)) as f:
-            for name in names:
-                tensor = f.get_tensor(name)
-                if tensor.shape != params[name].shape:
-                    raise SSDError(
-                        f"checkpoint {folder}: {name} has shape {tuple(tensor.shape)}, the config "
-                        f"implies {tuple(params[name].shape)}; config.json and weights disagree"
-                    )
-                params[name].copy_(tensor)
+        for name, tensor in _tensors(file, names, str(dev)):
+            if tensor.shape != params[name].shape:
+                raise SSDError(
+                    f"checkpoint {folder}: {name} has shape {tuple(tensor.shape)}, the config "
+                    f"implies {tuple(params[name].shape)}; config.json and weights disagree"
+                )
+            params[name].copy_(tensor)
     model.tokenizer = load_tokenizer(folder)
     return model.eval()
+
+
+def _tensors(file: Path, names: list[str], device: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """The named tensors of one safetensors shard, one at a time, or an SSDError naming the shard."""
+    try:
+        with safe_open(file, "pt", device=device) as f:
+            for name in names:
+                yield name, f.get_tensor(name)
+    except Exception as e:  # safetensors' own error type (truncated, corrupt header), or OSError
+        raise damaged(file, e) from None
 
 
 def load_tokenizer(folder: Path) -> Any:

@@ -25,8 +25,9 @@ def storage_error(error: OSError, path: Path) -> SSDError:
     if error.errno in (errno.EACCES, errno.EPERM):
         return SSDError(f"cannot write {where}: permission denied: {elsewhere}, or make it writable")
     if error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), where)
         return SSDError(
-            f"cannot create the run folder {path}: a file is in the way ({where}): move it, or {elsewhere}"
+            f"cannot create the run folder {path}: {blocker} is a file, not a folder: move it, or {elsewhere}"
         )
     return SSDError(f"cannot write {where} ({error.strerror or type(error).__name__}): {elsewhere}")
 
