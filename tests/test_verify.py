@@ -1,0 +1,152 @@
+"""Self-verifying run folders: a finished run whose files disagree is refused by the rerun and by every
+report (tables, plots, paper tables, the notebook), in one line naming the folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from ssd.config import register
+from ssd.errors import SSDError
+from ssd.report import load_runs
+from ssd.report.paper import main as paper_main
+from ssd.report.plots import main as plots_main
+from ssd.report.tables import main as tables_main
+from ssd.results.verify import verify
+from ssd.run import CONF_DIR, run_job
+
+
+def job(ckpt: Path, out: Path, **extra: Any) -> Any:
+    settings = {
+        "model": "tiny_llada",
+        "model.path": ckpt,
+        "benchmark": "arith",
+        "decoder": "stepwise",
+        "decoder.gen_length": 16,
+        "decoder.block_length": 8,
+        "limit": 3,
+        "output_dir": out,
+        **extra,
+    }
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_job(job(tiny_checkpoints["llada"], tmp_path_factory.mktemp("runs")))
+
+
+def copy_run(finished: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "runs" / finished.name
+    shutil.copytree(finished, folder)
+    return folder
+
+
+def edit_summary(folder: Path, **changes: Any) -> None:
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps(summary | changes, indent=2))
+
+
+def edit_line(folder: Path, index: int, edit: Callable[[str], str]) -> None:
+    lines = (folder / "samples.jsonl").read_text().splitlines()
+    lines[index] = edit(lines[index])
+    (folder / "samples.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def drop_last_line(folder: Path) -> None:
+    lines = (folder / "samples.jsonl").read_text().splitlines(keepends=True)
+    (folder / "samples.jsonl").write_text("".join(lines[:-1]))
+
+
+def flip_correct(line: str) -> str:
+    record = json.loads(line)
+    return json.dumps(record | {"correct": not record["correct"]}, ensure_ascii=False)
+
+
+def test_the_summary_records_what_it_was_computed_from(finished: Path) -> None:
+    summary = json.loads((finished / "summary.json").read_text())
+    data = (finished / "samples.jsonl").read_bytes()
+    assert summary["computed_from"] == {
+        "file": "samples.jsonl",
+        "records": 3,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    verify(finished)
+
+
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    "edited accuracy": lambda f: edit_summary(f, accuracy=0.123),
+    "edited accuracy, no digest": lambda f: edit_summary(f, accuracy=0.123, computed_from=None),
+    "edited sample": lambda f: edit_line(f, 1, flip_correct),
+    "corrupt middle line": lambda f: edit_line(f, 1, lambda line: line[: len(line) // 2]),
+    "a sample removed": drop_last_line,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_the_rerun_refuses_a_damaged_finished_run(
+    damage: str, finished: Path, tmp_path: Path, tiny_checkpoints: dict[str, Path], capsys: Any
+) -> None:
+    folder = copy_run(finished, tmp_path)
+    DAMAGE[damage](folder)
+    with pytest.raises(SSDError) as info:
+        run_job(job(tiny_checkpoints["llada"], folder.parent))
+    message = str(info.value)
+    assert str(folder) in message and "\n" not in message
+    assert "done:" not in capsys.readouterr().out
+
+
+def test_deleting_the_edited_summary_and_rerunning_recomputes_it(
+    finished: Path, tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    folder = copy_run(finished, tmp_path)
+    edit_summary(folder, accuracy=0.123)
+    (folder / "summary.json").unlink()  # what the message says to do
+    run_job(job(tiny_checkpoints["llada"], folder.parent))
+    original = json.loads((finished / "summary.json").read_text())
+    assert json.loads((folder / "summary.json").read_text())["accuracy"] == original["accuracy"]
+    assert (folder / "samples.jsonl").read_bytes() == (finished / "samples.jsonl").read_bytes()
+
+
+def execute_notebook(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "compare_sweeps.ipynb"
+    for name in ("SSD_RUNS_A", "SSD_RUNS_B", "SSD_SWEEP_A", "SSD_SWEEP_B"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSD_RUNS", str(runs))
+    nb = nbformat.read(notebook, as_version=4)
+    resources = {"metadata": {"path": str(notebook.parent)}}
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources=resources).execute()
+
+
+@pytest.mark.parametrize("damage", ["edited accuracy", "edited sample"])
+def test_every_report_refuses_an_edited_finished_run(
+    damage: str, finished: Path, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = copy_run(finished, tmp_path)
+    runs = folder.parent
+    for report in (tables_main, plots_main, paper_main):  # intact: every report reads it
+        report(["--runs", str(runs), "--out", str(tmp_path / "out")])
+    DAMAGE[damage](folder)
+    with pytest.raises(SSDError, match=str(folder)):
+        load_runs(runs)
+    for report in (tables_main, plots_main, paper_main):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            report(["--runs", str(runs), "--out", str(tmp_path / "refused")])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith("error: run folder ") and str(folder) in err
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    with pytest.raises(Exception, match="is damaged"):  # nbclient's CellExecutionError, with our line
+        execute_notebook(runs, monkeypatch)
