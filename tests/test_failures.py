@@ -42,7 +42,7 @@ def job(ckpt: Path, out: Path, **extra: Any) -> Any:
         return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------
+# --- checkpoints ----------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_a_corrupt_shard_index_is_named(checkpoint: Path) -> None:
         LLaDA.from_pretrained(checkpoint)
 
 
-# --- benchmark data -----------------------------------------------------------------------------------------
+# --- benchmark data -------------------------------------------------------------------------------------
 
 
 def test_data_edited_in_place_is_refused_when_loaded(tmp_path: Path) -> None:
@@ -90,9 +90,7 @@ def test_data_edited_in_place_is_refused_when_loaded(tmp_path: Path) -> None:
     assert data.ensure("gsm8k", tmp_path) == path
     rows = source.read_text(encoding="utf-8").splitlines(keepends=True)
     row = json.loads(rows[5])
-    rows[5] = (
-        json.dumps(row | {"answer": row["answer"] + "0"}, ensure_ascii=False) + "\n"
-    )  # a gold answer x10
+    rows[5] = json.dumps(row | {"answer": row["answer"] + "0"}, ensure_ascii=False) + "\n"
     path.write_text("".join(rows), encoding="utf-8")  # the same row count, one row changed
     with pytest.raises(
         SSDError, match=r"^data for gsm8k at .* has sha256 .*\(edited or damaged\): delete it"
@@ -118,7 +116,7 @@ def test_data_is_hashed_once_per_process_and_file(tmp_path: Path, monkeypatch: p
     assert reads == [path]
 
 
-# --- the output location -------------------------------------------------------------------------------------
+# --- the output location --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -136,7 +134,7 @@ def test_storage_errors_are_one_line(code: int, expected: str, tmp_path: Path) -
     assert re.search(expected, message)
 
 
-def test_an_output_dir_that_is_a_file(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_an_output_dir_that_is_a_file(tiny_checkpoints: dict, tmp_path: Path) -> None:
     blocker = tmp_path / "runs"
     blocker.write_text("not a folder")
     with pytest.raises(SSDError, match=rf"{blocker} is a file, not a folder: move it, or pass output_dir="):
@@ -144,7 +142,7 @@ def test_an_output_dir_that_is_a_file(tiny_checkpoints: dict[str, Path], tmp_pat
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_output_dir(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_a_read_only_output_dir(tiny_checkpoints: dict, tmp_path: Path) -> None:
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)
@@ -198,7 +196,7 @@ def test_a_full_disk_while_writing_the_summary_leaves_no_temp_file(
     assert list(folder.path.iterdir()) == []
 
 
-# --- leftovers ----------------------------------------------------------------------------------------------
+# --- leftovers ------------------------------------------------------------------------------------------
 
 
 def test_a_job_failing_its_length_check_leaves_no_folder(
