@@ -177,6 +177,8 @@ def explain(error: BaseException, argv: Sequence[str]) -> str:
         kind = _KINDS.get(match[2], match[2].lower())
         null = " or null" if _nullable(object_type, key.rpartition(".")[2]) else ""
         return f"{key}={value if value is not None else match[1]} is not {kind}: pass {kind}{null}"
+    if match := re.search(r"Value '([^']*)' is not a valid bool", message):
+        return f"{key}={match[1]} is not true or false: pass true or false"
     if "does not support deletion" in message:
         return f"{key} cannot be deleted (~{key}): every setting has a value; set it instead ({key}=…)"
     return f"{key}: {message}"

@@ -124,7 +124,8 @@ def test_data_is_hashed_once_per_process_and_file(tmp_path: Path, monkeypatch: p
     [
         (errno.ENOSPC, r"^no space left on the device holding .*: free some space, then rerun"),
         (errno.EROFS, r"read-only file system: pass output_dir="),
-        (errno.EACCES, r"permission denied: pass output_dir="),
+        (errno.EACCES, r"Permission denied: pass output_dir="),
+        (errno.EPERM, r"Operation not permitted: pass output_dir="),
         (errno.EIO, r"^cannot write .*: pass output_dir="),
     ],
 )
@@ -147,7 +148,7 @@ def test_a_read_only_output_dir(tiny_checkpoints: dict, tmp_path: Path) -> None:
     out.mkdir()
     out.chmod(0o555)
     try:
-        with pytest.raises(SSDError, match=r"permission denied: pass output_dir="):
+        with pytest.raises(SSDError, match=r"Permission denied: pass output_dir="):
             run_job(job(tiny_checkpoints["llada"], out))
     finally:
         out.chmod(0o755)

@@ -13,17 +13,18 @@ from ssd.errors import SSDError
 
 def storage_error(error: OSError, path: Path) -> SSDError:
     """The user's view of an OSError raised while writing below `path`."""
-    where = error.filename or path
+    where = Path(error.filename) if error.filename else path
+    writing = f" (writing {where})" if where != path else ""
     elsewhere = "pass output_dir=<a writable folder>"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return SSDError(
-            f"no space left on the device holding {path} (writing {where}): free some space, then rerun the "
+            f"no space left on the device holding {path}{writing}: free some space, then rerun the "
             f"same command; finished samples are kept and the job resumes after them"
         )
     if error.errno == errno.EROFS:
         return SSDError(f"cannot write {where}: it is on a read-only file system: {elsewhere}")
     if error.errno in (errno.EACCES, errno.EPERM):
-        return SSDError(f"cannot write {where}: permission denied: {elsewhere}, or make it writable")
+        return SSDError(f"cannot write {where}: {error.strerror or 'permission denied'}: {elsewhere}")
     if error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), where)
         return SSDError(
