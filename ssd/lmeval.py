@@ -65,6 +65,7 @@ def compose_config(overrides: list[str]) -> Any:
 
     from ssd.config import register
     from ssd.run import CONF_DIR, check_choices, resolve
+    from ssd.validate import check_config, explain
 
     check_choices(overrides)
     register()
@@ -74,8 +75,8 @@ def compose_config(overrides: list[str]) -> Any:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
     except Exception as e:  # Hydra's composition errors: one line, with the overrides given
-        raise SSDError(f"model_args {overrides} do not compose: {str(e).splitlines()[0]}") from None
-    resolve(cfg)  # every value present and typed
+        raise SSDError(f"model_args {overrides} do not compose: {explain(e, overrides)}") from None
+    check_config(resolve(cfg))  # every value present, typed, in the schema and in its range
     return cfg
 
 

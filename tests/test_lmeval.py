@@ -209,6 +209,7 @@ def test_chat_rendered_prompts_are_not_given_special_tokens_twice(lm):
         ({"decoder": "sdd"}, "unknown decoder 'sdd'.*did you mean 'ssd'"),
         ({"decoder.draft_lenght": 3}, "do not compose"),
         ({"decoder.gen_length": "many"}, "do not compose"),
+        ({"decoder.temperature": -1}, r"^decoder.temperature=-1.0 is out of range: pass a value >= 0$"),
     ],
 )
 def test_bad_model_args_are_one_line_errors(tiny, args, message):
