@@ -75,7 +75,10 @@ class FastDLLMConfig(DecoderConfig):
 @dataclass
 class SSDConfig(DecoderConfig):
     name: str = "ssd"
-    draft_length: int = 4  # N: drafts verified per iteration
+    draft_length: int = 4  # N: drafts verified per iteration (the chain; ignored with tree/tree_budget)
+    tree: str = ""  # a verification tree shape (ssd/decoders/tree.py), e.g. "0-1-00"; "": the chain
+    tree_budget: int = 0  # > 0: an adaptive tree of at most this many rows per forward (adaptive.py)
+    tree_cost: str = ""  # with tree_budget: a forward-cost JSON; the budget is then chosen per iteration
 
 
 @dataclass

@@ -3,16 +3,19 @@ drafts in one batched forward; the output is stepwise's, token for token.
 
     logits = refresh(x) at each block start
     repeat until the block is full:
-        1. draft   d_1..d_N = stepwise's choice at s_0, then the next most confident masked positions
-                   of the block, with their argmax tokens (N = min(draft_length, masked left))
-        2. chain   s_k = s_0 with d_1..d_k committed, k = 1..N
-        3. verify  one batched forward over s_1..s_K (K = N, or N - 1 when s_N completes the block:
-                   nothing is left to choose there); accept d_{k+1} iff stepwise's choice at s_k
-                   (position and token) is d_{k+1}; stop at the first miss. d_1 is always accepted.
-        4. commit  s_a, a = accepted drafts. Its logits are row a of the verification forward: they hold
-                   stepwise's next choice (the bonus token, drafted as d_1 next) and the next drafts,
-                   so an iteration costs exactly one forward.
+        1. draft   from the forward at s_0: stepwise's choice at s_0 (the root s_1, always accepted)
+                   and guesses of stepwise's later choices, arranged as a tree (ssd/decoders/tree.py);
+                   the paper's chain of N drafts is the tree `0-00-...`: d_k = the k-th most
+                   confident masked position of the block with its argmax token
+        2. states  every node is s_0 plus the commits on its path
+        3. verify  one batched forward over the nodes (those that fill the block need none: nothing
+                   is left to choose there); from the root, follow the child whose commit is
+                   stepwise's choice (position and token) at its parent, down to the deepest node
+        4. commit  that node's state; its row's logits hold stepwise's next choice (the next root)
+                   and the next drafts, so an iteration costs exactly one forward.
 
+Tree shapes are data: `decoder.tree` (a shape spec), `decoder.tree_budget` (an adaptive tree,
+ssd/decoders/adaptive.py) or, by default, the chain of `decoder.draft_length`.
 Identical to stepwise with the same cache mode by construction, *if* a row of the batched forward
 equals the single forward stepwise makes; the runner's lossless check measures that per sample.
 With one masked position left the last draft is committed without a forward, as stepwise does.
@@ -23,8 +26,19 @@ from __future__ import annotations
 import torch
 
 from ssd.config import SSDConfig
-from ssd.decoders.base import BlockDecoder, BlockLoop, draft_chain
+from ssd.decoders.adaptive import AdaptiveTree
+from ssd.decoders.base import BlockDecoder, BlockLoop, Generation
+from ssd.decoders.tree import (
+    TreeTensors,
+    candidate_tokens,
+    chain_spec,
+    deepest_reached,
+    node_states,
+    parse,
+    resolve,
+)
 from ssd.errors import SSDError
+from ssd.models.base import DiffusionLM
 from ssd.models.cache import BlockForward
 
 
@@ -39,13 +53,25 @@ class SelfSpeculative(BlockDecoder):
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
         if cfg.temperature != 0:
             raise SSDError("ssd verifies against greedy stepwise decoding: set decoder.temperature=0")
+        if cfg.tree and cfg.tree_budget:
+            raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
+        if cfg.tree_budget < 0:
+            raise SSDError(f"decoder.tree_budget must be >= 0 (got {cfg.tree_budget})")
+        self.paths = parse(cfg.tree or chain_spec(cfg.draft_length)) if not cfg.tree_budget else ()
+        self.adaptive = AdaptiveTree(cfg.tree_budget, cfg.tree_cost) if cfg.tree_budget else None
+        self.tensors: dict = {}
 
     def rows_per_forward(self) -> int:
-        return self.cfg.draft_length
+        if self.adaptive is not None:
+            return self.cfg.tree_budget
+        return 1 + len(self.paths)
 
-    def accepted(self, match: torch.Tensor) -> int:
-        """The accepted length 1 + (leading matches of d_2..): the iteration's one host sync."""
-        return 1 + int(match.long().cumprod(0).sum())
+    def generate_batch(
+        self, model: DiffusionLM, prompts: list[list[int]], seeds: list[int]
+    ) -> list[Generation]:
+        if self.adaptive is not None:
+            self.adaptive.reset()
+        return super().generate_batch(model, prompts, seeds)
 
     def block(
         self,
@@ -59,26 +85,40 @@ class SelfSpeculative(BlockDecoder):
         while remaining:
             # 1. draft, from the forward at the current state s_0
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh)
-            n = min(self.cfg.draft_length, remaining)
-            positions = torch.sort(confidence[0], descending=True, stable=True).indices[:n]
-            drafts = tokens[0, positions]
-            n_states = n if n < remaining else n - 1
-            if n_states == 0:  # one masked position left: stepwise commits it with no forward
-                x[0, start + positions] = drafts
+            order = torch.sort(confidence[0], descending=True, stable=True).indices
+            if self.adaptive is not None:
+                layout = self.adaptive.grow(logits, order, remaining, id(committed))
+            else:
+                layout = resolve(self.paths, remaining)
+            if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward
+                x[0, start + order[0]] = tokens[0, order[0]]
                 committed.append(1)
                 return
-            # 2. the chain s_1..s_K of candidate states, row k holding d_1..d_{k+1}
-            chain = draft_chain(x, start, positions, drafts, range(1, n_states + 1))
-            # 3. verify all of them in one forward
-            verify_logits = yield chain
-            v_tokens, v_confidence = self.predict_block(fwd, chain, verify_logits, at_refresh=False)
-            choice = v_confidence.argmax(-1)  # stepwise's choice at s_1..s_K
-            choice_token = v_tokens.gather(1, choice[:, None])[:, 0]
-            m = min(n_states, n - 1)
-            match = (choice[:m] == positions[1 : m + 1]) & (choice_token[:m] == drafts[1 : m + 1])
-            a = self.accepted(match)
-            # 4. commit s_a; its logits carry the bonus token and the next drafts
-            x[0, start + positions[:a]] = drafts[:a]
+            t = self._tensors(layout, x.device)
+            cands = candidate_tokens(logits.to(torch.float64), tokens, int(max(layout.token)) + 1)
+            # 2. the candidate states, one per node
+            states, own_pos, own_tok = node_states(x, start, order, cands, t)
+            # 3. verify the evaluated ones in one forward; walk from the root
+            verify_logits = yield states[: layout.evaluated]
+            v_tokens, v_confidence = self.predict_block(fwd, states[: layout.evaluated], verify_logits, False)
+            choice = v_confidence.argmax(-1)  # stepwise's choice at each evaluated node
+            choice_tok = v_tokens.gather(1, choice[:, None])[:, 0]
+            best = int(deepest_reached(t, own_pos, own_tok, choice, choice_tok))  # the iteration's host sync
+            if self.adaptive is not None:
+                self.adaptive.observe(layout, best, choice, order, id(committed))
+            # 4. commit the deepest node reached; its logits carry the next root and drafts
+            x[0] = states[best]
+            a = layout.depth[best]
             committed.append(a)
             remaining -= a
-            logits, at_refresh = verify_logits[a - 1 : a], False
+            if best >= layout.evaluated:
+                return
+            logits, at_refresh = verify_logits[best : best + 1], False
+
+    def _tensors(self, layout, device: torch.device) -> TreeTensors:
+        key = (layout, device)
+        if key not in self.tensors:
+            if len(self.tensors) > 4096:
+                self.tensors.clear()
+            self.tensors[key] = TreeTensors(layout, device)
+        return self.tensors[key]
