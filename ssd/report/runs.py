@@ -183,7 +183,9 @@ def decoder_label(decoder: dict[str, Any]) -> tuple[str, str]:
             knobs.append(f"f={_fmt_knob(decoder.get('factor', 1.0))}")
         else:
             knobs.append(f"τ={_fmt_knob(decoder.get('threshold', 0.9))}")
-    if name in ("ssd", "psd") and decoder.get("draft_length") is not None:
+    if name == "ssd" and (decoder.get("tree") or decoder.get("tree_budget")):
+        knobs.append(f"tree={decoder['tree']}" if decoder.get("tree") else f"budget={decoder['tree_budget']}")
+    elif name in ("ssd", "psd") and decoder.get("draft_length") is not None:
         knobs.append(f"N={decoder['draft_length']}")
     temperature = _number(decoder.get("temperature")) or 0.0
     if temperature > 0:
@@ -257,6 +259,8 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "tokens_per_forward": _number(summary.get("tokens_per_forward")),
         "throughput_tokens_per_s": _number(summary.get("throughput_tokens_per_s")),
         "mean_accepted": _number(summary.get("mean_accepted")),
+        "total_generated_tokens": _number(summary.get("total_generated_tokens")),
+        "forward_rows_histogram": json.dumps(summary.get("forward_batch_size_histogram") or {}),
         "peak_memory_bytes": _number(summary.get("peak_memory_bytes")),
         "peak_memory_kind": summary.get("peak_memory_kind"),  # cuda (allocator peak) | cpu (process RSS)
         "device": device_label(summary.get("environment")),

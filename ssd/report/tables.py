@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ssd.errors import SSDError
+from ssd.report import projection
 from ssd.report.runs import DEFAULT_RUNS, REFERENCES, Runs, load_runs, missing, with_baselines
 
 DEFAULT_OUT = Path("results/tables")
@@ -77,6 +78,7 @@ DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("TPF", True, lambda r: fmt(r["tokens_per_forward"], ".2f")),
     ("tokens/s", True, lambda r: fmt(r["throughput_tokens_per_s"], ".1f")),
     ("speedup", True, lambda r: fmt(r["speedup"], ".2f", "×")),
+    ("projected speedup", True, lambda r: fmt(r["projected_speedup"], ".2f", "×")),
     ("peak memory", True, _peak_memory),
     ("device", False, lambda r: r["device"]),
     ("sweep", False, lambda r: r["sweep"]),
@@ -109,6 +111,8 @@ CSV_COLUMNS = (
     "tokens_per_forward",
     "throughput_tokens_per_s",
     "speedup",
+    "projected_speedup",
+    "projection",
     "mean_accepted",
     "peak_memory_bytes",
     "peak_memory_kind",
@@ -188,11 +192,12 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 def render(runs: Runs) -> dict[str, str]:
     """File name → content of each table file."""
-    frame = with_baselines(runs.frame)
-    headers = [h for h, _, _ in DISPLAY]
+    cost = projection.default_table()
+    frame = projection.with_projection(with_baselines(runs.frame), cost)
+    headers = [projection.header(cost) if h == "projected speedup" else h for h, _, _ in DISPLAY]
     right = [r for _, r, _ in DISPLAY]
     rows = display_rows(frame)
-    notes = [LEGEND]
+    notes = [LEGEND, projection.legend(cost)]
     if runs.incomplete:
         n = runs.n_incomplete
         notes.append(f"{n} incomplete run folder{'s' * (n != 1)} (no summary.json yet) skipped.")
