@@ -64,14 +64,15 @@ setups = st.fixed_dictionaries(
 )
 
 
-def check_against_stepwise(s: dict, **tree) -> None:
+def check_against_stepwise(s: dict, temperature: float = 0.0, seed: int = 0, **tree) -> None:
     model = model_for(s["arch"], s["seed"], s["init_std"])
     prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
     bit_exact = s["bit_exact"] and s["cache"] is not CacheMode.none
     common = dict(gen_length=16, block_length=s["block_length"], cache=s["cache"], verify_layout=s["layout"])
+    common["temperature"] = temperature
     dec = SelfSpeculative(SSDConfig(**common, bit_exact=bit_exact, **tree))
-    out = dec.generate(model, prompt)
-    ref = Stepwise(dec.reference_config()).generate(model, prompt)
+    out = dec.generate(model, prompt, seed)
+    ref = Stepwise(dec.reference_config()).generate(model, prompt, seed)
     assert out.tokens == ref.tokens
     assert out.nfe <= ref.nfe
     assert sum(out.accepted) == 16 and min(out.accepted) >= 1
@@ -88,6 +89,34 @@ def test_every_tree_shape_gives_stepwise_tokens(s: dict, spec: str) -> None:
 @given(s=setups, budget=st.integers(1, 12))
 def test_every_adaptive_budget_gives_stepwise_tokens(s: dict, budget: int) -> None:
     check_against_stepwise(s, tree_budget=budget)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(s=setups, spec=shapes(), budget=st.sampled_from([0, 0, 3, 8]), seed=st.integers(0, 2**31 - 1))
+def test_sampling_ssd_equals_stepwise_sampling(s: dict, spec: str, budget: int, seed: int) -> None:
+    """At temperature 0.7, chain, trees and adaptive trees reproduce stepwise's samples."""
+    check_against_stepwise(
+        s, temperature=0.7, seed=seed, **({"tree_budget": budget} if budget else {"tree": spec})
+    )
+
+
+def test_counter_noise_is_keyed_by_seed_step_and_position() -> None:
+    from ssd.decoders.noise import CounterNoise
+
+    u = CounterNoise(5).uniform(torch.tensor([3, 3, 4]), 4, 50, torch.device("cpu"))
+    assert u.shape == (3, 4, 50) and u.dtype == torch.float64 and u.min() > 0 and u.max() < 1
+    assert torch.equal(u[0], u[1]) and not torch.equal(u[0], u[2])
+    assert not torch.equal(u[0], CounterNoise(6).uniform(torch.tensor([3]), 4, 50, torch.device("cpu"))[0])
+    assert abs(u.mean().item() - 0.5) < 0.05 and len(set(u[1:].flatten().tolist())) == u[1:].numel()
+
+
+def test_sampling_differs_by_seed_and_from_greedy() -> None:
+    model = model_for("llada", 1, 0.5)
+    prompt = random_prompt(len(model.tokenizer), 4, 8)
+    dec = SelfSpeculative(SSDConfig(gen_length=16, block_length=8, temperature=0.7, tree_budget=6))
+    a, b = dec.generate(model, prompt, 1).tokens, dec.generate(model, prompt, 2).tokens
+    greedy = SelfSpeculative(SSDConfig(gen_length=16, block_length=8)).generate(model, prompt).tokens
+    assert a != b and greedy not in (a, b)
 
 
 def test_the_walk_follows_stepwise_choices_to_the_deepest_node() -> None:

@@ -16,6 +16,10 @@ drafts in one batched forward; the output is stepwise's, token for token.
 
 Tree shapes are data: `decoder.tree` (a shape spec), `decoder.tree_budget` (an adaptive tree,
 ssd/decoders/adaptive.py) or, by default, the chain of `decoder.draft_length`.
+At temperature > 0 stepwise samples with counter-based noise keyed by the tokens committed so far
+(ssd/decoders/noise.py): a node at depth d stands at stepwise's step t_0 + d and its row draws that
+step's noise, and the drafts of depth d are sampled from s_0's logits with the noise of step t_0 + d - 1,
+so SSD equals stepwise *sampling* token for token.
 Identical to stepwise with the same cache mode by construction, *if* a row of the batched forward
 equals the single forward stepwise makes; the runner's lossless check measures that per sample.
 With one masked position left the last draft is committed without a forward, as stepwise does.
@@ -26,8 +30,9 @@ from __future__ import annotations
 import torch
 
 from ssd.config import SSDConfig
-from ssd.decoders.adaptive import AdaptiveTree
-from ssd.decoders.base import BlockDecoder, BlockLoop, Generation
+from ssd.decoders.adaptive import AdaptiveTree, K
+from ssd.decoders.base import BlockDecoder, BlockLoop, perturbed
+from ssd.decoders.noise import CounterNoise
 from ssd.decoders.tree import (
     TreeTensors,
     candidate_tokens,
@@ -38,7 +43,6 @@ from ssd.decoders.tree import (
     resolve,
 )
 from ssd.errors import SSDError
-from ssd.models.base import DiffusionLM
 from ssd.models.cache import BlockForward
 
 
@@ -51,8 +55,6 @@ class SelfSpeculative(BlockDecoder):
         super().__init__(cfg)
         if cfg.draft_length < 1:
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
-        if cfg.temperature != 0:
-            raise SSDError("ssd verifies against greedy stepwise decoding: set decoder.temperature=0")
         if cfg.tree and cfg.tree_budget:
             raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
         if cfg.tree_budget < 0:
@@ -66,28 +68,22 @@ class SelfSpeculative(BlockDecoder):
             return self.cfg.tree_budget
         return 1 + len(self.paths)
 
-    def generate_batch(
-        self, model: DiffusionLM, prompts: list[list[int]], seeds: list[int]
-    ) -> list[Generation]:
-        if self.adaptive is not None:
-            self.adaptive.reset()
-        return super().generate_batch(model, prompts, seeds)
-
     def block(
         self,
         fwd: BlockForward,
         x: torch.Tensor,
         logits: torch.Tensor,
-        generator: torch.Generator | None,
+        noise: CounterNoise | None,
         committed: list[int],
     ) -> BlockLoop:
         start, remaining, at_refresh = fwd.start, fwd.end - fwd.start, True
         while remaining:
-            # 1. draft, from the forward at the current state s_0
-            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh)
+            # 1. draft, from the forward at the current state s_0 (step: tokens committed so far)
+            step = sum(committed)
+            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, step)
             order = torch.sort(confidence[0], descending=True, stable=True).indices
             if self.adaptive is not None:
-                layout = self.adaptive.grow(logits, order, remaining, id(committed))
+                layout, probs = self.adaptive.grow(logits, order, remaining)
             else:
                 layout = resolve(self.paths, remaining)
             if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward
@@ -95,17 +91,19 @@ class SelfSpeculative(BlockDecoder):
                 committed.append(1)
                 return
             t = self._tensors(layout, x.device)
-            cands = candidate_tokens(logits.to(torch.float64), tokens, int(max(layout.token)) + 1)
+            cands = self.candidates(logits, layout, noise, step)
             # 2. the candidate states, one per node
             states, own_pos, own_tok = node_states(x, start, order, cands, t)
             # 3. verify the evaluated ones in one forward; walk from the root
             verify_logits = yield states[: layout.evaluated]
-            v_tokens, v_confidence = self.predict_block(fwd, states[: layout.evaluated], verify_logits, False)
+            steps = step + t.depth_index[: layout.evaluated] + 1  # stepwise's step at each node
+            evaluated = states[: layout.evaluated]
+            v_tokens, v_confidence = self.predict_block(fwd, evaluated, verify_logits, False, noise, steps)
             choice = v_confidence.argmax(-1)  # stepwise's choice at each evaluated node
             choice_tok = v_tokens.gather(1, choice[:, None])[:, 0]
             best = int(deepest_reached(t, own_pos, own_tok, choice, choice_tok))  # the iteration's host sync
             if self.adaptive is not None:
-                self.adaptive.observe(layout, best, choice, order, id(committed))
+                self.adaptive.observe(layout, best, choice, choice_tok, order, cands, probs)
             # 4. commit the deepest node reached; its logits carry the next root and drafts
             x[0] = states[best]
             a = layout.depth[best]
@@ -114,6 +112,17 @@ class SelfSpeculative(BlockDecoder):
             if best >= layout.evaluated:
                 return
             logits, at_refresh = verify_logits[best : best + 1], False
+
+    def candidates(self, logits: torch.Tensor, layout, noise: CounterNoise | None, step: int) -> torch.Tensor:
+        """Token candidates [D, L, k] from s_0's logits: greedy, one set (D = 1); sampling, one set per
+        depth d of the tree, drawn with the noise of step + d - 1 (what stepwise draws at the parent)."""
+        k = K if self.adaptive is not None else max(layout.token) + 1
+        if self.cfg.temperature == 0:
+            return candidate_tokens(logits.to(torch.float64), k)
+        depths = max(layout.depth)
+        steps = step + torch.arange(depths, device=logits.device)
+        uniform = noise.uniform(steps, logits.shape[1], logits.shape[2], logits.device)
+        return candidate_tokens(perturbed(logits.expand(depths, -1, -1), uniform, self.cfg.temperature), k)
 
     def _tensors(self, layout, device: torch.device) -> TreeTensors:
         key = (layout, device)

@@ -115,44 +115,52 @@ class TreeTensors:
     def __init__(self, layout: Layout, device: torch.device) -> None:
         n = layout.size
         commits = torch.full((n, max(layout.rank) + 1), -1, dtype=torch.long)
+        commit_depth = torch.zeros((n, max(layout.rank) + 1), dtype=torch.long)
         ancestors = torch.zeros(n, n)
         for i in range(n):
             a = i
             while a >= 0:
                 commits[i, layout.rank[a]] = layout.token[a]
+                commit_depth[i, layout.rank[a]] = layout.depth[a] - 1
                 ancestors[i, a] = 1.0
                 a = layout.parent[a]
         self.commits = commits.to(device)  # [n, ranks]: token rank committed at each rank, -1: none
+        self.commit_depth = commit_depth.to(device)  # [n, ranks]: depth - 1 of the node committing it
         self.ancestors = ancestors.to(device)  # [n, n]: ancestor-or-self
         self.parent = torch.tensor([max(p, 0) for p in layout.parent], device=device)
         self.rank = torch.tensor(layout.rank, device=device)
         self.token = torch.tensor(layout.token, device=device)
+        self.depth_index = torch.tensor([d - 1 for d in layout.depth], device=device)
         self.depth = torch.tensor(layout.depth, dtype=torch.float, device=device)
 
 
-def candidate_tokens(logits: torch.Tensor, argmax: torch.Tensor, k: int) -> torch.Tensor:
-    """[L, k] token candidates per block position: the decoder's own candidate, then the runners-up."""
+def candidate_tokens(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """[D, L, k] token candidates from scores [D, L, V] (one set per depth: at temperature > 0 each
+    depth's own noise): the argmax (ties: the lowest id, as the decoder's own choice), then runners-up."""
+    best = scores.argmax(-1, keepdim=True)
     if k == 1:
-        return argmax[0, :, None]
-    top = logits[0].topk(k, dim=-1).indices
-    top[:, 0] = argmax[0]
+        return best
+    top = scores.topk(k, dim=-1).indices
+    top[..., :1] = best
     return top
 
 
 def node_states(
     x: torch.Tensor, start: int, order: torch.Tensor, cands: torch.Tensor, t: TreeTensors
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All nodes' states [n, T], and each node's own commit: block position [n] and token [n]."""
+    """All nodes' states [n, T], and each node's own commit: block position [n] and token [n].
+
+    cands [D, L, k]: the candidates of a node at depth d are cands[min(d, D) - 1]."""
     ranks = t.commits.shape[1]
     positions = order[:ranks]  # block-relative, s_0's confidence order
-    tok = cands[positions]  # [ranks, k]
-    chosen = t.commits.clamp(min=0)
-    tokens = tok.gather(1, chosen.T).T  # [n, ranks]
+    last = cands.shape[0] - 1
+    depth = t.commit_depth.clamp(max=last)
+    tokens = cands[depth, positions[None, :].expand_as(depth), t.commits.clamp(min=0)]  # [n, ranks]
     states = x.repeat(t.commits.shape[0], 1)
     cols = start + positions
     states[:, cols] = torch.where(t.commits >= 0, tokens, states[:, cols])
     own_pos = order[t.rank]
-    return states, own_pos, cands[own_pos, t.token]
+    return states, own_pos, cands[t.depth_index.clamp(max=last), own_pos, t.token]
 
 
 def deepest_reached(
