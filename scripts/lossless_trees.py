@@ -1,6 +1,7 @@
 """Measure losslessness of SSD verification trees at scale on tiny random models (fp32, CPU).
 
-Both architectures, every cache mode, both verification layouts and the bit-exact mode; each sample
+Both architectures, every cache mode, both verification layouts, the bit-exact mode and (no cache) the
+next block seeded by the state filling the block; each sample
 decodes one random prompt with stepwise (the reference) and with one tree setting (chain, fixed shapes,
 adaptive budgets, taken in turn), greedy and at temperature 0.7 (stepwise *sampling*, same per-sample
 seed). Reports samples, identical-to-stepwise counts, first divergences and NFE per group. Writes
@@ -34,15 +35,16 @@ SETTINGS: tuple[tuple[str, dict], ...] = (
     ("adaptive budget 8", {"tree_budget": 8}),
     ("adaptive budget 16", {"tree_budget": 16}),
 )
-# (cache, layout, bit_exact): the layouts only differ with a cache
+# (cache, layout, bit_exact, seed_next_block): the layouts only differ with a cache
 MODES = (
-    (CacheMode.none, "batch", False),
-    (CacheMode.prefix, "batch", False),
-    (CacheMode.prefix, "tree", False),
-    (CacheMode.prefix, "tree", True),
-    (CacheMode.dual, "batch", False),
-    (CacheMode.dual, "tree", False),
-    (CacheMode.dual, "tree", True),
+    (CacheMode.none, "batch", False, False),
+    (CacheMode.none, "batch", False, True),
+    (CacheMode.prefix, "batch", False, False),
+    (CacheMode.prefix, "tree", False, False),
+    (CacheMode.prefix, "tree", True, False),
+    (CacheMode.dual, "batch", False, False),
+    (CacheMode.dual, "tree", False, False),
+    (CacheMode.dual, "tree", True, False),
 )
 
 
@@ -56,20 +58,20 @@ def run(prompts: int, temperatures: tuple[float, ...]) -> list[dict]:
     rows: dict[tuple, dict] = defaultdict(lambda: {"n": 0, "identical": 0, "nfe": 0, "ref_nfe": 0, "div": []})
     for arch in ("llada", "dream"):
         models = [tiny_model(arch, seed=s, init_std=(0.5, 1.5)[s % 2]) for s in range(4)]
-        for cache, layout, bit_exact in MODES:
+        for cache, layout, bit_exact, seed_next in MODES:
             for temperature in temperatures:
                 for i in range(prompts):
                     model = models[i % len(models)]
                     name, knobs = SETTINGS[i % len(SETTINGS)]
                     common = dict(gen_length=GEN, block_length=BLOCK, cache=cache, temperature=temperature)
-                    dec = SelfSpeculative(
-                        SSDConfig(**common, verify_layout=layout, bit_exact=bit_exact, **knobs)
-                    )
+                    mode = dict(verify_layout=layout, bit_exact=bit_exact, seed_next_block=seed_next)
+                    dec = SelfSpeculative(SSDConfig(**common, **mode, **knobs))
                     p, seed = prompt(len(model.tokenizer), 1000 * i + 7), 17 * i + 3
                     ref = Stepwise(dec.reference_config()).generate(model, p, seed)
                     out = dec.generate(model, p, seed)
-                    mode = f"{cache.value}/{layout}" + ("/bit-exact" if bit_exact else "")
-                    r = rows[(temperature, arch, mode, name)]
+                    label = f"{cache.value}/{layout}" + ("/bit-exact" if bit_exact else "")
+                    label += "/seed-next-block" if seed_next else ""
+                    r = rows[(temperature, arch, label, name)]
                     diverges = first_difference(out.tokens, ref.tokens)
                     r["n"] += 1
                     r["identical"] += diverges is None

@@ -22,6 +22,7 @@ from ssd.config import register
 from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
+COST = "results/forward_cost/h100_llada8b.json"
 
 
 def mix(depth: int) -> str:
@@ -59,8 +60,11 @@ def settings() -> list[tuple[str, list[str]]]:
         ("binary depth 4", binary(4)),
     ):
         out.append((f"tree {name}", ["decoder=ssd", f"decoder.tree='{spec}'"]))
-    for b in (2, 4, 6, 8, 12, 16):
+    for b in (2, 4, 6, 8, 12, 16, 24, 32):
         out.append((f"adaptive budget {b}", ["decoder=ssd", f"decoder.tree_budget={b}"]))
+    for b in (16, 32):
+        cost = f"decoder.tree_cost={COST}"
+        out.append((f"adaptive budget {b}, H100 cost", ["decoder=ssd", f"decoder.tree_budget={b}", cost]))
     return out
 
 

@@ -79,6 +79,8 @@ class SSDConfig(DecoderConfig):
     tree: str = ""  # a verification tree shape (ssd/decoders/tree.py), e.g. "0-1-00"; "": the chain
     tree_budget: int = 0  # > 0: an adaptive tree of at most this many rows per forward (adaptive.py)
     tree_cost: str = ""  # with tree_budget: a forward-cost JSON; the budget is then chosen per iteration
+    # cache none: also evaluate the states that fill the block; the one accepted seeds the next block
+    seed_next_block: bool = False
 
 
 @dataclass

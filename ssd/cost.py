@@ -29,6 +29,8 @@ class CostTable:
     @classmethod
     def load(cls, path: str | Path) -> CostTable:
         p = Path(path)
+        if not p.is_file() and not p.is_absolute():  # a relative path: else from the checkout's root
+            p = Path(__file__).resolve().parents[1] / p
         if not p.is_file():
             raise SSDError(f"forward-cost table {p} not found: give a results/forward_cost/<device>.json")
         try:

@@ -65,3 +65,30 @@ def test_the_recorded_h100_table_loads_and_bad_tables_are_one_line_errors(tmp_pa
         assert "\n" not in str(e.value)
     with pytest.raises(SSDError, match="rows 1"):
         table(tmp_path, rows_ms={"2": 3.0})
+
+
+def test_tree_runs_are_labelled_by_their_tree_not_a_draft_length() -> None:
+    from ssd.report.runs import decoder_label
+
+    assert decoder_label({"name": "ssd", "draft_length": 4, "tree": "0-1"})[0] == "ssd tree=0-1"
+    label = decoder_label({"name": "ssd", "draft_length": 4, "tree_budget": 8, "tree_cost": "x/h100.json"})
+    assert label[0] == "ssd budget=8 cost=h100"
+    assert decoder_label({"name": "ssd", "draft_length": 4, "tree": "", "tree_budget": 0})[0] == "ssd N=4"
+
+
+def test_the_adaptive_tree_cuts_its_budget_where_rows_stop_paying(tmp_path: Path) -> None:
+    import torch
+
+    from ssd.decoders.adaptive import AdaptiveTree
+
+    logits = torch.zeros(1, 8, 20)
+    logits[0, :, 3] = 6.0  # every position confident: deep trees look likely
+    order = torch.arange(8)
+    table(tmp_path)  # writes x1.json: a gentle slope
+    flat = AdaptiveTree(6, str(tmp_path / "x1.json")).grow(logits, order, 8)[0]
+    (tmp_path / "steep.json").write_text(
+        json.dumps({"device": "S", "model_shape": "m", "refresh_ms": 1.0, "rows_ms": {"1": 1.0, "2": 50.0}})
+    )
+    steep = AdaptiveTree(6, str(tmp_path / "steep.json")).grow(logits, order, 8)[0]
+    assert flat.evaluated == 6 and steep.evaluated == 1
+    assert AdaptiveTree(6).grow(logits, order, 8)[0].evaluated == 6

@@ -119,6 +119,41 @@ def test_sampling_differs_by_seed_and_from_greedy() -> None:
     assert a != b and greedy not in (a, b)
 
 
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(s=setups, spec=shapes(), budget=st.sampled_from([0, 0, 4]), temperature=st.sampled_from([0.0, 0.7]))
+def test_without_a_cache_the_state_filling_a_block_seeds_the_next(
+    s: dict, spec: str, budget: int, temperature: float
+) -> None:
+    """Same tokens as stepwise; the same walk as without seeding, minus the refreshes it stood in for."""
+    model = model_for(s["arch"], s["seed"], s["init_std"])
+    prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
+    tree = {"tree_budget": budget} if budget else {"tree": spec}
+    common = dict(gen_length=16, block_length=s["block_length"], temperature=temperature, **tree)
+    plain = SelfSpeculative(SSDConfig(**common)).generate(model, prompt, 5)
+    seeded_dec = SelfSpeculative(SSDConfig(**common, seed_next_block=True))
+    seeded = seeded_dec.generate(model, prompt, 5)
+    ref = Stepwise(seeded_dec.reference_config()).generate(model, prompt, 5)
+    assert seeded.tokens == ref.tokens == plain.tokens
+    if not budget:  # the adaptive tree may spend its rows differently once filling states cost one
+        assert seeded.accepted == plain.accepted
+    blocks = 16 // s["block_length"]
+    assert plain.nfe - (blocks - 1) <= seeded.nfe <= plain.nfe
+    assert max(seeded.forward_batch_sizes) <= seeded_dec.rows_per_forward()
+
+
+def test_seeding_saves_refreshes_on_a_peaked_model() -> None:
+    model = model_for("llada", 2, 1.5)
+    common = dict(gen_length=24, block_length=8, tree="0-1-00-000-0000-00000-000000")
+    nfe = [0, 0]
+    for i in range(10):
+        prompt = random_prompt(len(model.tokenizer), i)
+        for j, seed_next in enumerate((False, True)):
+            nfe[j] += (
+                SelfSpeculative(SSDConfig(**common, seed_next_block=seed_next)).generate(model, prompt).nfe
+            )
+    assert nfe[1] < nfe[0]
+
+
 def test_the_walk_follows_stepwise_choices_to_the_deepest_node() -> None:
     # root; children 0 (rank 1) and 1 (rank 2, mix-order); grandchild 00 (rank 2 under child 0)
     layout = resolve(parse("0-1-00"), 8)
@@ -159,11 +194,12 @@ def test_a_tree_costs_no_more_forwards_than_its_chain_on_a_peaked_model() -> Non
         (dict(tree="0", tree_budget=4), "exclude each other"),
         (dict(tree_budget=-1), "tree_budget"),
         (dict(tree_budget=4, tree_cost="/nonexistent.json"), "not found"),
+        (dict(seed_next_block=True, cache=CacheMode.dual), "seed_next_block needs"),
     ],
 )
 def test_bad_tree_knobs_are_one_line_errors(knobs: dict, message: str) -> None:
     with pytest.raises(SSDError, match=message) as e:
-        SelfSpeculative(SSDConfig(gen_length=16, block_length=8, **knobs))
+        SelfSpeculative(SSDConfig(**({"gen_length": 16, "block_length": 8} | knobs)))
     assert "\n" not in str(e.value)
 
 

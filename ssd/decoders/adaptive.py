@@ -60,9 +60,11 @@ class AdaptiveTree:
         t = self.tokens[min(depth, MAX_DEPTH)][bisect(EDGES, p[0])]
         return [(t[k] + PRIOR_WEIGHT * p[k]) / (sum(t) + PRIOR_WEIGHT) for k in range(len(p))]
 
-    def grow(self, logits: torch.Tensor, order: torch.Tensor, m: int) -> tuple[Layout, list[list[float]]]:
+    def grow(
+        self, logits: torch.Tensor, order: torch.Tensor, m: int, fill: bool = False
+    ) -> tuple[Layout, list[list[float]]]:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], and the
-        token probabilities p(r, k) it was grown from."""
+        token probabilities p(r, k) it was grown from (`fill`: nodes filling the block cost a row too)."""
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
         nodes: list[tuple[int, int, int, int]] = []  # parent, rank, token rank, depth
@@ -74,9 +76,10 @@ class AdaptiveTree:
             used = (*path, rank)
             nodes.append((parent, rank, k, len(used)))
             q_added.append(-negq)
-            if len(used) < m:
+            if len(used) < m or fill:
                 rows += 1
                 cuts.append(len(nodes))
+            if len(used) < m:
                 pj = self.position_model(len(used))
                 free = [r for r in range(m) if r not in used]
                 for j, r in enumerate(free[:J]):
@@ -86,7 +89,7 @@ class AdaptiveTree:
         if self.cost is not None and cuts:
             best = max(range(len(cuts)), key=lambda b: sum(q_added[: cuts[b]]) / self.cost.ms(b + 1))
             nodes = nodes[: cuts[best]]
-        return order_rows(nodes, m), p
+        return order_rows(nodes, m, fill), p
 
     def observe(
         self,

@@ -91,8 +91,9 @@ class Decoder(ABC):
 
 
 # A decoder's work on one block of one sequence: it yields candidate states [k, T] and is sent their
-# block logits [k, L, V]; it commits tokens into its sequence in place and ends when the block is full.
-BlockLoop = Generator[torch.Tensor, torch.Tensor, None]
+# block logits [k, L, V]; it commits tokens into its sequence in place and ends when the block is full,
+# returning None, or (no cache) the next block's logits [1, L, V] at the state it filled the block with.
+BlockLoop = Generator[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 class BlockDecoder(Decoder):
@@ -151,14 +152,21 @@ class BlockDecoder(Decoder):
         )
         noises = [CounterNoise(s) if self.cfg.temperature > 0 else None for s in seeds]
         books = [_Books() for _ in range(n)]
+        carried: dict[int, torch.Tensor] = {}  # a block's logits carried over from the previous block
         with Timer(device) as timer, torch.inference_mode():
             for start, end in self.blocks(width):
-                logits = fwd.refresh(x, start, end)
+                todo = [i for i in range(n) if i not in carried]
+                logits = fwd.refresh(x, start, end, todo if carried else None)
+                fresh = dict(zip(todo, logits.split(1) if todo else [], strict=True)) if carried else None
                 pending: dict[int, tuple[BlockLoop, torch.Tensor]] = {}
                 for i in range(n):
-                    books[i].forwards.append(1)
-                    loop = self.block(fwd, x[i : i + 1], logits[i : i + 1], noises[i], books[i].committed)
-                    _advance(pending, i, loop, None)
+                    if i in carried:
+                        first = carried.pop(i)
+                    else:
+                        first = fresh[i] if fresh is not None else logits[i : i + 1]
+                        books[i].forwards.append(1)
+                    loop = self.block(fwd, x[i : i + 1], first, noises[i], books[i].committed)
+                    _advance(pending, i, loop, None, carried)
                 while pending:
                     order = sorted(pending)
                     sizes = [pending[i][1].shape[0] for i in order]
@@ -166,7 +174,7 @@ class BlockDecoder(Decoder):
                     rows = [i for i, k in zip(order, sizes, strict=True) for _ in range(k)]
                     for i, chunk in zip(order, fwd(states, rows).split(sizes), strict=True):
                         books[i].forwards.append(chunk.shape[0])
-                        _advance(pending, i, pending[i][0], chunk)
+                        _advance(pending, i, pending[i][0], chunk, carried)
         batch = (
             {"batch_size": n, "batch_wall_seconds": timer.seconds, "batch_forwards": fwd.nfe} if n > 1 else {}
         )
@@ -229,12 +237,17 @@ class _Books:
     committed: list[int] = field(default_factory=list)
 
 
-def _advance(pending: dict, i: int, loop: BlockLoop, logits: torch.Tensor | None) -> None:
-    """Run sequence i's block loop to its next request (or its end, which removes it)."""
+def _advance(
+    pending: dict, i: int, loop: BlockLoop, logits: torch.Tensor | None, carried: dict[int, torch.Tensor]
+) -> None:
+    """Run sequence i's block loop to its next request (or its end, which removes it; a loop may end by
+    returning the next block's logits [1, L, V], which then stand in for that block's refresh)."""
     try:
         pending[i] = (loop, loop.send(logits) if logits is not None else next(loop))
-    except StopIteration:
+    except StopIteration as done:
         pending.pop(i, None)
+        if done.value is not None:
+            carried[i] = done.value
 
 
 def divisors(n: int) -> list[int]:

@@ -14,6 +14,9 @@ drafts in one batched forward; the output is stepwise's, token for token.
         4. commit  that node's state; its row's logits hold stepwise's next choice (the next root)
                    and the next drafts, so an iteration costs exactly one forward.
 
+With no cache and `decoder.seed_next_block`, the nodes that fill the block are evaluated too (one more
+row each; not in the bit-exact mode): when one is accepted, its row's logits over the next block are
+those of the next block's refresh (the same full forward of the same state), which is then skipped.
 Tree shapes are data: `decoder.tree` (a shape spec), `decoder.tree_budget` (an adaptive tree,
 ssd/decoders/adaptive.py) or, by default, the chain of `decoder.draft_length`.
 At temperature > 0 stepwise samples with counter-based noise keyed by the tokens committed so far
@@ -57,6 +60,11 @@ class SelfSpeculative(BlockDecoder):
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
         if cfg.tree and cfg.tree_budget:
             raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
+        if cfg.seed_next_block and (cfg.cache != "none" or cfg.bit_exact):
+            raise SSDError(
+                "decoder.seed_next_block needs decoder.cache=none and bit_exact=false (a cached block starts "
+                "with a refresh that fills its cache)"
+            )
         if cfg.tree_budget < 0:
             raise SSDError(f"decoder.tree_budget must be >= 0 (got {cfg.tree_budget})")
         self.paths = parse(cfg.tree or chain_spec(cfg.draft_length)) if not cfg.tree_budget else ()
@@ -77,25 +85,31 @@ class SelfSpeculative(BlockDecoder):
         committed: list[int],
     ) -> BlockLoop:
         start, remaining, at_refresh = fwd.start, fwd.end - fwd.start, True
+        length = remaining
+        # no cache, a block follows: the states filling this block are evaluated too (their rows carry
+        # the next block's logits, fwd.lookahead), and the accepted one stands in for its refresh
+        seeding = self.cfg.seed_next_block and fwd.cache is None and fwd.end < x.shape[1]
+        fwd.lookahead = length if self.cfg.seed_next_block and fwd.cache is None else 0
         while remaining:
             # 1. draft, from the forward at the current state s_0 (step: tokens committed so far)
             step = sum(committed)
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, step)
             order = torch.sort(confidence[0], descending=True, stable=True).indices
             if self.adaptive is not None:
-                layout, probs = self.adaptive.grow(logits, order, remaining)
+                layout, probs = self.adaptive.grow(logits, order, remaining, seeding and remaining > 1)
             else:
-                layout = resolve(self.paths, remaining)
+                layout = resolve(self.paths, remaining, seeding and remaining > 1)
             if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward
                 x[0, start + order[0]] = tokens[0, order[0]]
                 committed.append(1)
-                return
+                return None
             t = self._tensors(layout, x.device)
             cands = self.candidates(logits, layout, noise, step)
             # 2. the candidate states, one per node
             states, own_pos, own_tok = node_states(x, start, order, cands, t)
             # 3. verify the evaluated ones in one forward; walk from the root
             verify_logits = yield states[: layout.evaluated]
+            verify_logits, next_block = verify_logits[:, :length], verify_logits[:, length:]
             steps = step + t.depth_index[: layout.evaluated] + 1  # stepwise's step at each node
             evaluated = states[: layout.evaluated]
             v_tokens, v_confidence = self.predict_block(fwd, evaluated, verify_logits, False, noise, steps)
@@ -110,7 +124,9 @@ class SelfSpeculative(BlockDecoder):
             committed.append(a)
             remaining -= a
             if best >= layout.evaluated:
-                return
+                return None
+            if remaining == 0:  # an evaluated state filled the block: its row seeds the next one
+                return next_block[best : best + 1]
             logits, at_refresh = verify_logits[best : best + 1], False
 
     def candidates(self, logits: torch.Tensor, layout, noise: CounterNoise | None, step: int) -> torch.Tensor:

@@ -76,8 +76,9 @@ def chain_spec(n: int) -> str:
 
 
 @lru_cache(maxsize=256)
-def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int) -> Layout:
-    """The shape's nodes whose positions exist with m masked positions left, in row order."""
+def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: bool = False) -> Layout:
+    """The shape's nodes whose positions exist with m masked positions left, in row order (`fill`:
+    the nodes that fill the block are evaluated too)."""
     nodes: list[tuple[int, int, int, int]] = [(-1, 0, 0, 1)]  # parent, rank, token rank, depth
     index: dict[tuple, int] = {(): 0}
     ranks: dict[tuple, tuple[int, ...]] = {(): (0,)}
@@ -92,11 +93,12 @@ def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int) -> Layout:
         index[path] = len(nodes)
         ranks[path] = (*used, free[j])
         nodes.append((index[path[:-1]], free[j], k, len(used) + 1))
-    return order_rows(nodes, m)
+    return order_rows(nodes, m, fill)
 
 
-def order_rows(nodes: list[tuple[int, int, int, int]], m: int) -> Layout:
-    """Evaluated nodes (depth < m) first, in their given order; parents are re-indexed."""
+def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: bool = False) -> Layout:
+    """Evaluated nodes (depth < m; with `fill`, all) first, in their given order; parents re-indexed."""
+    m = m + 1 if fill else m
     keep = [i for i, n in enumerate(nodes) if n[3] < m] + [i for i, n in enumerate(nodes) if n[3] >= m]
     new = {old: i for i, old in enumerate(keep)}
     rows = [nodes[i] for i in keep]
