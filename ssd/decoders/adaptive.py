@@ -24,7 +24,8 @@ that fill the block cost no row and are added when popped). Expected tokens comm
 With a cost table (ssd/cost.py: ms per forward by rows), the tree is cut to the prefix of b rows
 (1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / ms(b).
 At temperature > 0 the rule is the same (p from s_0's clean softmax; candidates sampled per depth).
-Which tree is built never changes the tokens (acceptance checks stepwise's choices), only the NFE.
+Which tree is built never changes the tokens (acceptance checks stepwise's choices), only the NFE; as
+the statistics live in the decoder object, a resumed job or another sample order can give other NFE.
 """
 
 from __future__ import annotations

@@ -208,9 +208,9 @@ class BlockDecoder(Decoder):
 
         Only masked positions can be chosen. At temperature > 0 row b samples with the noise of step
         `steps` (an int for every row, or [B]): the tokens committed in the generation at that state.
-        Right after a refresh of a model whose cached forwards
-        cannot predict the block start, the block start gets confidence +inf: stepwise commits it
-        first, from this forward (see BlockForward.first_position_from_refresh).
+        Right after a refresh of a model whose cached forwards cannot predict the block start, the
+        block start gets confidence +inf: stepwise commits it first, from this forward (see
+        BlockForward.first_position_from_refresh).
         """
         masked = x[:, fwd.start : fwd.end] == fwd.model.mask_id
         uniform = None
