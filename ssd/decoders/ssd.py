@@ -37,6 +37,7 @@ from ssd.decoders.adaptive import AdaptiveTree, K
 from ssd.decoders.base import BlockDecoder, BlockLoop, perturbed
 from ssd.decoders.noise import CounterNoise
 from ssd.decoders.tree import (
+    Layout,
     TreeTensors,
     candidate_tokens,
     chain_spec,
@@ -115,7 +116,7 @@ class SelfSpeculative(BlockDecoder):
             v_tokens, v_confidence = self.predict_block(fwd, evaluated, verify_logits, False, noise, steps)
             choice = v_confidence.argmax(-1)  # stepwise's choice at each evaluated node
             choice_tok = v_tokens.gather(1, choice[:, None])[:, 0]
-            best = int(deepest_reached(t, own_pos, own_tok, choice, choice_tok))  # the iteration's host sync
+            best = self.accept(layout, t, own_pos, own_tok, choice, choice_tok)
             if self.adaptive is not None:
                 self.adaptive.observe(layout, best, choice, choice_tok, order, cands, probs)
             # 4. commit the deepest node reached; its logits carry the next root and drafts
@@ -129,7 +130,21 @@ class SelfSpeculative(BlockDecoder):
                 return next_block[best : best + 1]
             logits, at_refresh = verify_logits[best : best + 1], False
 
-    def candidates(self, logits: torch.Tensor, layout, noise: CounterNoise | None, step: int) -> torch.Tensor:
+    def accept(
+        self,
+        layout: Layout,
+        t: TreeTensors,
+        own_pos: torch.Tensor,
+        own_tok: torch.Tensor,
+        choice: torch.Tensor,
+        choice_tok: torch.Tensor,
+    ) -> int:
+        """The index of the deepest node reached: the iteration's one host sync."""
+        return int(deepest_reached(t, own_pos, own_tok, choice, choice_tok))
+
+    def candidates(
+        self, logits: torch.Tensor, layout: Layout, noise: CounterNoise | None, step: int
+    ) -> torch.Tensor:
         """Token candidates [D, L, k] from s_0's logits: greedy, one set (D = 1); sampling, one set per
         depth d of the tree, drawn with the noise of step + d - 1 (what stepwise draws at the parent)."""
         k = K if self.adaptive is not None else max(layout.token) + 1
@@ -140,7 +155,7 @@ class SelfSpeculative(BlockDecoder):
         uniform = noise.uniform(steps, logits.shape[1], logits.shape[2], logits.device)
         return candidate_tokens(perturbed(logits.expand(depths, -1, -1), uniform, self.cfg.temperature), k)
 
-    def _tensors(self, layout, device: torch.device) -> TreeTensors:
+    def _tensors(self, layout: Layout, device: torch.device) -> TreeTensors:
         key = (layout, device)
         if key not in self.tensors:
             if len(self.tensors) > 4096:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from ssd.cost import CostTable
 from ssd.errors import SSDError
 from ssd.report import projection
 from ssd.report.runs import DEFAULT_RUNS, REFERENCES, Runs, load_runs, missing, with_baselines
@@ -190,9 +191,10 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
 
 
-def render(runs: Runs) -> dict[str, str]:
-    """File name → content of each table file."""
-    cost = projection.default_table()
+def render(runs: Runs, cost: CostTable | None = None) -> dict[str, str]:
+    """File name → content of each table file (projected speedups priced with `cost`, default: the
+    recorded H100 table)."""
+    cost = cost if cost is not None else projection.default_table()
     frame = projection.with_projection(with_baselines(runs.frame), cost)
     headers = [projection.header(cost) if h == "projected speedup" else h for h, _, _ in DISPLAY]
     right = [r for _, r, _ in DISPLAY]
@@ -222,13 +224,13 @@ def write_files(out_dir: str | Path, contents: dict[str, str | bytes]) -> list[P
     return paths
 
 
-def write_tables(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
+def write_tables(runs: Runs, out_dir: str | Path = DEFAULT_OUT, cost: CostTable | None = None) -> list[Path]:
     if runs.frame.empty:
         raise SSDError(
             f"no finished run folders ({runs.note()}): run some jobs first (make sweep), or pass --runs "
             f"with the folder that holds them"
         )
-    return write_files(out_dir, render(runs))
+    return write_files(out_dir, render(runs, cost))
 
 
 def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
@@ -247,10 +249,12 @@ def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.run import fail
 
-    args = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
+    p = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT)
+    p.add_argument("--cost", type=Path, help="forward-cost JSON of the projected speedups (default: H100)")
+    args = p.parse_args(argv)
     try:
         runs = load_runs(args.runs or [DEFAULT_RUNS]).only(args.sweep)
-        paths = write_tables(runs, args.out)
+        paths = write_tables(runs, args.out, CostTable.load(args.cost) if args.cost else None)
     except SSDError as e:
         fail(e)
     print(f"tables: {runs.note()} -> {', '.join(map(str, paths))}")
