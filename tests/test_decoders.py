@@ -152,7 +152,7 @@ def test_psd_without_drafts_is_fast_dllm_and_fills_every_position(s: dict, rule:
 def test_bad_knobs_are_one_line_errors() -> None:
     with pytest.raises(SSDError, match="draft_length must be at least 1"):
         SelfSpeculative(SSDConfig(gen_length=8, block_length=4, draft_length=0))
-    with pytest.raises(SSDError, match="temperature=0"):
-        SelfSpeculative(SSDConfig(gen_length=8, block_length=4, temperature=0.5))
+    with pytest.raises(SSDError, match="temperature must be >= 0"):
+        SelfSpeculative(SSDConfig(gen_length=8, block_length=4, temperature=-0.5))
     with pytest.raises(SSDError, match="factor must be positive"):
         FastDLLM(FastDLLMConfig(gen_length=8, block_length=4, rule=ParallelRule.factor, factor=0))

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from ssd.config import DecoderConfig, StepwiseConfig
+from ssd.decoders.noise import CounterNoise
 from ssd.errors import SSDError
 from ssd.models.base import DiffusionLM
 from ssd.models.cache import BlockForward
@@ -51,6 +52,8 @@ class Decoder(ABC):
                 f"block_length {cfg.block_length} does not divide gen_length {cfg.gen_length}: "
                 f"pick a block_length among {divisors(cfg.gen_length)}"
             )
+        if cfg.temperature < 0:
+            raise SSDError(f"decoder.temperature must be >= 0 (got {cfg.temperature}): 0 is greedy")
         if cfg.bit_exact and not self.supports_bit_exact:
             raise SSDError(f"decoder {cfg.name} has no bit-exact mode: set decoder.bit_exact=false")
         self.cfg = cfg
@@ -68,12 +71,15 @@ class Decoder(ABC):
     def reference_config(self) -> DecoderConfig | None:
         """The decoder whose tokens this one is compared with, token for token (None: it is a reference).
 
-        Greedy stepwise with the same cache mode, block and generation length: the reference of the
-        lossless decoders, and the yardstick ("identical to stepwise") of the lossy ones. In the
+        Stepwise with the same cache mode, block, generation length and temperature (sampling: the same
+        per-sample noise, ssd/decoders/noise.py): the reference of the lossless decoders, and the
+        yardstick ("identical to stepwise") of the lossy ones. In the
         bit-exact mode it computes its forwards as this decoder does: same layout, same padded rows.
         """
         c = self.cfg
-        reference = StepwiseConfig(gen_length=c.gen_length, block_length=c.block_length, cache=c.cache)
+        reference = StepwiseConfig(
+            gen_length=c.gen_length, block_length=c.block_length, cache=c.cache, temperature=c.temperature
+        )
         if c.bit_exact:
             reference.bit_exact, reference.verify_layout = True, c.verify_layout
             reference.pad_rows = self.rows_per_forward()
@@ -85,8 +91,9 @@ class Decoder(ABC):
 
 
 # A decoder's work on one block of one sequence: it yields candidate states [k, T] and is sent their
-# block logits [k, L, V]; it commits tokens into its sequence in place and ends when the block is full.
-BlockLoop = Generator[torch.Tensor, torch.Tensor, None]
+# block logits [k, L, V]; it commits tokens into its sequence in place and ends when the block is full,
+# returning None, or (no cache) the next block's logits [1, L, V] at the state it filled the block with.
+BlockLoop = Generator[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 class BlockDecoder(Decoder):
@@ -110,11 +117,12 @@ class BlockDecoder(Decoder):
         fwd: BlockForward,
         x: torch.Tensor,
         logits: torch.Tensor,
-        generator: torch.Generator | None,
+        noise: CounterNoise | None,
         committed: list[int],
     ) -> BlockLoop:
         """Decode the block [fwd.start, fwd.end) of the sequence x [1, T], starting from the refresh
-        forward's `logits` [1, L, V]; append the tokens committed per iteration to `committed`."""
+        forward's `logits` [1, L, V]; append the tokens committed per iteration to `committed`.
+        `noise` (temperature > 0) is the sequence's sampling noise, keyed by tokens committed so far."""
 
     def generate(self, model: DiffusionLM, prompt_ids: list[int], seed: int = 0) -> Generation:
         return self.generate_batch(model, [prompt_ids], [seed])[0]
@@ -142,18 +150,23 @@ class BlockDecoder(Decoder):
             max_rows=self.rows_per_forward(),
             bit_exact=self.cfg.bit_exact,
         )
-        generators = [
-            torch.Generator(device=device).manual_seed(s) if self.cfg.temperature > 0 else None for s in seeds
-        ]
+        noises = [CounterNoise(s) if self.cfg.temperature > 0 else None for s in seeds]
         books = [_Books() for _ in range(n)]
+        carried: dict[int, torch.Tensor] = {}  # a block's logits carried over from the previous block
         with Timer(device) as timer, torch.inference_mode():
             for start, end in self.blocks(width):
-                logits = fwd.refresh(x, start, end)
+                todo = [i for i in range(n) if i not in carried]
+                logits = fwd.refresh(x, start, end, todo if carried else None)
+                fresh = dict(zip(todo, logits.split(1) if todo else [], strict=True)) if carried else None
                 pending: dict[int, tuple[BlockLoop, torch.Tensor]] = {}
                 for i in range(n):
-                    books[i].forwards.append(1)
-                    loop = self.block(fwd, x[i : i + 1], logits[i : i + 1], generators[i], books[i].committed)
-                    _advance(pending, i, loop, None)
+                    if i in carried:
+                        first = carried.pop(i)
+                    else:
+                        first = fresh[i] if fresh is not None else logits[i : i + 1]
+                        books[i].forwards.append(1)
+                    loop = self.block(fwd, x[i : i + 1], first, noises[i], books[i].committed)
+                    _advance(pending, i, loop, None, carried)
                 while pending:
                     order = sorted(pending)
                     sizes = [pending[i][1].shape[0] for i in order]
@@ -161,7 +174,7 @@ class BlockDecoder(Decoder):
                     rows = [i for i, k in zip(order, sizes, strict=True) for _ in range(k)]
                     for i, chunk in zip(order, fwd(states, rows).split(sizes), strict=True):
                         books[i].forwards.append(chunk.shape[0])
-                        _advance(pending, i, pending[i][0], chunk)
+                        _advance(pending, i, pending[i][0], chunk, carried)
         batch = (
             {"batch_size": n, "batch_wall_seconds": timer.seconds, "batch_forwards": fwd.nfe} if n > 1 else {}
         )
@@ -188,16 +201,25 @@ class BlockDecoder(Decoder):
         x: torch.Tensor,
         logits: torch.Tensor,
         at_refresh: bool,
-        generator: torch.Generator | None = None,
+        noise: CounterNoise | None = None,
+        steps: torch.Tensor | int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate tokens and confidences [B, L] over the current block of states `x` [B, T].
 
-        Only masked positions can be chosen. Right after a refresh of a model whose cached forwards
-        cannot predict the block start, the block start gets confidence +inf: stepwise commits it
-        first, from this forward (see BlockForward.first_position_from_refresh).
+        Only masked positions can be chosen. At temperature > 0 row b samples with the noise of step
+        `steps` (an int for every row, or [B]): the tokens committed in the generation at that state.
+        Right after a refresh of a model whose cached forwards cannot predict the block start, the
+        block start gets confidence +inf: stepwise commits it first, from this forward (see
+        BlockForward.first_position_from_refresh).
         """
         masked = x[:, fwd.start : fwd.end] == fwd.model.mask_id
-        tokens, confidence = predict(logits, masked, self.cfg.temperature, generator)
+        uniform = None
+        if self.cfg.temperature > 0:
+            if noise is None:
+                raise ValueError("predict_block: temperature > 0 needs the sequence's noise")
+            steps_t = torch.as_tensor(steps, device=logits.device).expand(logits.shape[0])
+            uniform = noise.uniform(steps_t, logits.shape[1], logits.shape[2], logits.device)
+        tokens, confidence = predict(logits, masked, self.cfg.temperature, uniform)
         if at_refresh and fwd.first_position_from_refresh:
             confidence[:, 0] = torch.inf
         return tokens, confidence
@@ -215,12 +237,17 @@ class _Books:
     committed: list[int] = field(default_factory=list)
 
 
-def _advance(pending: dict, i: int, loop: BlockLoop, logits: torch.Tensor | None) -> None:
-    """Run sequence i's block loop to its next request (or its end, which removes it)."""
+def _advance(
+    pending: dict, i: int, loop: BlockLoop, logits: torch.Tensor | None, carried: dict[int, torch.Tensor]
+) -> None:
+    """Run sequence i's block loop to its next request (or its end, which removes it; a loop may end by
+    returning the next block's logits [1, L, V], which then stand in for that block's refresh)."""
     try:
         pending[i] = (loop, loop.send(logits) if logits is not None else next(loop))
-    except StopIteration:
+    except StopIteration as done:
         pending.pop(i, None)
+        if done.value is not None:
+            carried[i] = done.value
 
 
 def divisors(n: int) -> list[int]:
@@ -251,23 +278,28 @@ def predict(
     logits: torch.Tensor,
     masked: torch.Tensor,
     temperature: float = 0.0,
-    generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate token and confidence at every position: [B, L, V] logits -> ([B, L] ids, [B, L] float64).
 
     One definition for every decoder: the softmax is taken in float64; the candidate is the argmax
-    (temperature 0) or LLaDA's Gumbel-max sample `exp(l) / (-log u)^T` in float64 (temperature > 0);
+    (temperature 0) or LLaDA's Gumbel-max sample `exp(l) / (-log u)^T` in float64 (temperature > 0,
+    u: `uniform` [B, L, V], the counter-based noise of ssd/decoders/noise.py);
     the confidence is the clean softmax probability of the candidate. Positions where `masked` is False
     get confidence -inf, so they are never chosen.
     """
     logits = logits.to(torch.float64)
-    if temperature > 0:
-        u = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
-        tokens = (logits.exp() / (-torch.log(u)) ** temperature).argmax(-1)
-    else:
-        tokens = logits.argmax(-1)
+    tokens = perturbed(logits, uniform, temperature).argmax(-1)
     confidence = torch.softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return tokens, confidence.masked_fill(~masked, -torch.inf)
+
+
+def perturbed(logits: torch.Tensor, uniform: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """LLaDA's Gumbel-max scores in float64: their argmax is the sample (temperature 0: the logits)."""
+    logits = logits.to(torch.float64)
+    if temperature == 0 or uniform is None:
+        return logits
+    return logits.exp() / (-torch.log(uniform)) ** temperature
 
 
 def draft_chain(

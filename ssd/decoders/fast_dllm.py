@@ -20,6 +20,7 @@ import torch
 
 from ssd.config import FastDLLMConfig, ParallelRule
 from ssd.decoders.base import BlockDecoder, BlockLoop
+from ssd.decoders.noise import CounterNoise
 from ssd.errors import SSDError
 from ssd.models.cache import BlockForward
 
@@ -67,7 +68,7 @@ class FastDLLM(BlockDecoder):
         fwd: BlockForward,
         x: torch.Tensor,
         logits: torch.Tensor,
-        generator: torch.Generator | None,
+        noise: CounterNoise | None,
         committed: list[int],
     ) -> BlockLoop:
         start, end = fwd.start, fwd.end
@@ -75,7 +76,7 @@ class FastDLLM(BlockDecoder):
         while remaining:
             if not at_refresh:
                 logits = yield x
-            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, generator)
+            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, sum(committed))
             commit = self.commit_now(fwd, confidence[0], at_refresh)
             x[0, start:end] = torch.where(commit, tokens[0], x[0, start:end])
             n = int(commit.sum())  # the one host sync of an iteration

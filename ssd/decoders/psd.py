@@ -26,6 +26,7 @@ import torch
 from ssd.config import PSDConfig
 from ssd.decoders.base import BlockLoop, draft_chain
 from ssd.decoders.fast_dllm import FastDLLM
+from ssd.decoders.noise import CounterNoise
 from ssd.errors import SSDError
 from ssd.models.cache import BlockForward
 
@@ -47,14 +48,14 @@ class PSD(FastDLLM):
         fwd: BlockForward,
         x: torch.Tensor,
         logits: torch.Tensor,
-        generator: torch.Generator | None,
+        noise: CounterNoise | None,
         committed: list[int],
     ) -> BlockLoop:
         start, end = fwd.start, fwd.end
         remaining, at_refresh = end - start, True
         while remaining:
             # 1. spatial: what the adaptive policy commits now
-            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, generator)
+            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, sum(committed))
             now = self.commit_now(fwd, confidence[0], at_refresh)
             x[0, start:end] = torch.where(now, tokens[0], x[0, start:end])
             left = remaining - int(now.sum())

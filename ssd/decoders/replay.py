@@ -19,6 +19,7 @@ import torch
 from ssd.config import FastDLLMConfig, SSDConfig
 from ssd.decoders.fast_dllm import FastDLLM
 from ssd.decoders.ssd import SelfSpeculative
+from ssd.decoders.tree import Layout
 from ssd.models.cache import BlockForward
 from ssd.results.runfolder import SAMPLES
 
@@ -36,9 +37,14 @@ class ReplaySSD(SelfSpeculative):
         super().__init__(cfg)
         self.pattern: Iterator[int] = cycle(pattern)
 
-    def accepted(self, match: torch.Tensor) -> int:
-        super().accepted(match)
-        return max(1, min(next(self.pattern), 1 + match.shape[0]))
+    def accept(self, layout: Layout, *args: torch.Tensor) -> int:
+        """The real walk (and its sync) runs; the node kept is the recorded depth down the first
+        children (the chain: its node of that depth), clipped to the tree."""
+        super().accept(layout, *args)
+        want, node = next(self.pattern), 0
+        while layout.depth[node] < want and node in layout.parent:
+            node = layout.parent.index(node)
+        return node
 
 
 class ReplayFastDLLM(FastDLLM):

@@ -3,16 +3,26 @@ drafts in one batched forward; the output is stepwise's, token for token.
 
     logits = refresh(x) at each block start
     repeat until the block is full:
-        1. draft   d_1..d_N = stepwise's choice at s_0, then the next most confident masked positions
-                   of the block, with their argmax tokens (N = min(draft_length, masked left))
-        2. chain   s_k = s_0 with d_1..d_k committed, k = 1..N
-        3. verify  one batched forward over s_1..s_K (K = N, or N - 1 when s_N completes the block:
-                   nothing is left to choose there); accept d_{k+1} iff stepwise's choice at s_k
-                   (position and token) is d_{k+1}; stop at the first miss. d_1 is always accepted.
-        4. commit  s_a, a = accepted drafts. Its logits are row a of the verification forward: they hold
-                   stepwise's next choice (the bonus token, drafted as d_1 next) and the next drafts,
-                   so an iteration costs exactly one forward.
+        1. draft   from the forward at s_0: stepwise's choice at s_0 (the root s_1, always accepted)
+                   and guesses of stepwise's later choices, arranged as a tree (ssd/decoders/tree.py);
+                   the paper's chain of N drafts is the tree `0-00-...`: d_k = the k-th most
+                   confident masked position of the block with its argmax token
+        2. states  every node is s_0 plus the commits on its path
+        3. verify  one batched forward over the nodes (those that fill the block need none: nothing
+                   is left to choose there); from the root, follow the child whose commit is
+                   stepwise's choice (position and token) at its parent, down to the deepest node
+        4. commit  that node's state; its row's logits hold stepwise's next choice (the next root)
+                   and the next drafts, so an iteration costs exactly one forward.
 
+With no cache and `decoder.seed_next_block`, the nodes that fill the block are evaluated too (one more
+row each; not in the bit-exact mode): when one is accepted, its row's logits over the next block are
+those of the next block's refresh (the same full forward of the same state), which is then skipped.
+Tree shapes are data: `decoder.tree` (a shape spec), `decoder.tree_budget` (an adaptive tree,
+ssd/decoders/adaptive.py) or, by default, the chain of `decoder.draft_length`.
+At temperature > 0 stepwise samples with counter-based noise keyed by the tokens committed so far
+(ssd/decoders/noise.py): a node at depth d stands at stepwise's step t_0 + d and its row draws that
+step's noise, and the drafts of depth d are sampled from s_0's logits with the noise of step t_0 + d - 1,
+so SSD equals stepwise *sampling* token for token.
 Identical to stepwise with the same cache mode by construction, *if* a row of the batched forward
 equals the single forward stepwise makes; the runner's lossless check measures that per sample.
 With one masked position left the last draft is committed without a forward, as stepwise does.
@@ -23,7 +33,19 @@ from __future__ import annotations
 import torch
 
 from ssd.config import SSDConfig
-from ssd.decoders.base import BlockDecoder, BlockLoop, draft_chain
+from ssd.decoders.adaptive import AdaptiveTree, K
+from ssd.decoders.base import BlockDecoder, BlockLoop, perturbed
+from ssd.decoders.noise import CounterNoise
+from ssd.decoders.tree import (
+    Layout,
+    TreeTensors,
+    candidate_tokens,
+    chain_spec,
+    deepest_reached,
+    node_states,
+    parse,
+    resolve,
+)
 from ssd.errors import SSDError
 from ssd.models.cache import BlockForward
 
@@ -37,48 +59,106 @@ class SelfSpeculative(BlockDecoder):
         super().__init__(cfg)
         if cfg.draft_length < 1:
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
-        if cfg.temperature != 0:
-            raise SSDError("ssd verifies against greedy stepwise decoding: set decoder.temperature=0")
+        if cfg.tree and cfg.tree_budget:
+            raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
+        if cfg.seed_next_block and (cfg.cache != "none" or cfg.bit_exact):
+            raise SSDError(
+                "decoder.seed_next_block needs decoder.cache=none and bit_exact=false (a cached block starts "
+                "with a refresh that fills its cache)"
+            )
+        if cfg.tree_budget < 0:
+            raise SSDError(f"decoder.tree_budget must be >= 0 (got {cfg.tree_budget})")
+        self.paths = parse(cfg.tree or chain_spec(cfg.draft_length)) if not cfg.tree_budget else ()
+        self.adaptive = AdaptiveTree(cfg.tree_budget, cfg.tree_cost) if cfg.tree_budget else None
+        self.tensors: dict = {}
 
     def rows_per_forward(self) -> int:
-        return self.cfg.draft_length
-
-    def accepted(self, match: torch.Tensor) -> int:
-        """The accepted length 1 + (leading matches of d_2..): the iteration's one host sync."""
-        return 1 + int(match.long().cumprod(0).sum())
+        if self.adaptive is not None:
+            return self.cfg.tree_budget
+        return 1 + len(self.paths)
 
     def block(
         self,
         fwd: BlockForward,
         x: torch.Tensor,
         logits: torch.Tensor,
-        generator: torch.Generator | None,
+        noise: CounterNoise | None,
         committed: list[int],
     ) -> BlockLoop:
         start, remaining, at_refresh = fwd.start, fwd.end - fwd.start, True
+        length = remaining
+        # no cache, a block follows: the states filling this block are evaluated too (their rows carry
+        # the next block's logits, fwd.lookahead), and the accepted one stands in for its refresh
+        seeding = self.cfg.seed_next_block and fwd.cache is None and fwd.end < x.shape[1]
+        fwd.lookahead = length if self.cfg.seed_next_block and fwd.cache is None else 0
         while remaining:
-            # 1. draft, from the forward at the current state s_0
-            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh)
-            n = min(self.cfg.draft_length, remaining)
-            positions = torch.sort(confidence[0], descending=True, stable=True).indices[:n]
-            drafts = tokens[0, positions]
-            n_states = n if n < remaining else n - 1
-            if n_states == 0:  # one masked position left: stepwise commits it with no forward
-                x[0, start + positions] = drafts
+            # 1. draft, from the forward at the current state s_0 (step: tokens committed so far)
+            step = sum(committed)
+            tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, step)
+            order = torch.sort(confidence[0], descending=True, stable=True).indices
+            if self.adaptive is not None:
+                layout, probs = self.adaptive.grow(logits, order, remaining, seeding and remaining > 1)
+            else:
+                layout = resolve(self.paths, remaining, seeding and remaining > 1)
+            if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward
+                x[0, start + order[0]] = tokens[0, order[0]]
                 committed.append(1)
-                return
-            # 2. the chain s_1..s_K of candidate states, row k holding d_1..d_{k+1}
-            chain = draft_chain(x, start, positions, drafts, range(1, n_states + 1))
-            # 3. verify all of them in one forward
-            verify_logits = yield chain
-            v_tokens, v_confidence = self.predict_block(fwd, chain, verify_logits, at_refresh=False)
-            choice = v_confidence.argmax(-1)  # stepwise's choice at s_1..s_K
-            choice_token = v_tokens.gather(1, choice[:, None])[:, 0]
-            m = min(n_states, n - 1)
-            match = (choice[:m] == positions[1 : m + 1]) & (choice_token[:m] == drafts[1 : m + 1])
-            a = self.accepted(match)
-            # 4. commit s_a; its logits carry the bonus token and the next drafts
-            x[0, start + positions[:a]] = drafts[:a]
+                return None
+            t = self._tensors(layout, x.device)
+            cands = self.candidates(logits, layout, noise, step)
+            # 2. the candidate states, one per node
+            states, own_pos, own_tok = node_states(x, start, order, cands, t)
+            # 3. verify the evaluated ones in one forward; walk from the root
+            verify_logits = yield states[: layout.evaluated]
+            verify_logits, next_block = verify_logits[:, :length], verify_logits[:, length:]
+            steps = step + t.depth_index[: layout.evaluated] + 1  # stepwise's step at each node
+            evaluated = states[: layout.evaluated]
+            v_tokens, v_confidence = self.predict_block(fwd, evaluated, verify_logits, False, noise, steps)
+            choice = v_confidence.argmax(-1)  # stepwise's choice at each evaluated node
+            choice_tok = v_tokens.gather(1, choice[:, None])[:, 0]
+            best = self.accept(layout, t, own_pos, own_tok, choice, choice_tok)
+            if self.adaptive is not None:
+                self.adaptive.observe(layout, best, choice, choice_tok, order, cands, probs)
+            # 4. commit the deepest node reached; its logits carry the next root and drafts
+            x[0] = states[best]
+            a = layout.depth[best]
             committed.append(a)
             remaining -= a
-            logits, at_refresh = verify_logits[a - 1 : a], False
+            if best >= layout.evaluated:
+                return None
+            if remaining == 0:  # an evaluated state filled the block: its row seeds the next one
+                return next_block[best : best + 1]
+            logits, at_refresh = verify_logits[best : best + 1], False
+
+    def accept(
+        self,
+        layout: Layout,
+        t: TreeTensors,
+        own_pos: torch.Tensor,
+        own_tok: torch.Tensor,
+        choice: torch.Tensor,
+        choice_tok: torch.Tensor,
+    ) -> int:
+        """The index of the deepest node reached: the iteration's one host sync."""
+        return int(deepest_reached(t, own_pos, own_tok, choice, choice_tok))
+
+    def candidates(
+        self, logits: torch.Tensor, layout: Layout, noise: CounterNoise | None, step: int
+    ) -> torch.Tensor:
+        """Token candidates [D, L, k] from s_0's logits: greedy, one set (D = 1); sampling, one set per
+        depth d of the tree, drawn with the noise of step + d - 1 (what stepwise draws at the parent)."""
+        k = K if self.adaptive is not None else max(layout.token) + 1
+        if self.cfg.temperature == 0:
+            return candidate_tokens(logits.to(torch.float64), k)
+        depths = max(layout.depth)
+        steps = step + torch.arange(depths, device=logits.device)
+        uniform = noise.uniform(steps, logits.shape[1], logits.shape[2], logits.device)
+        return candidate_tokens(perturbed(logits.expand(depths, -1, -1), uniform, self.cfg.temperature), k)
+
+    def _tensors(self, layout: Layout, device: torch.device) -> TreeTensors:
+        key = (layout, device)
+        if key not in self.tensors:
+            if len(self.tensors) > 4096:
+                self.tensors.clear()
+            self.tensors[key] = TreeTensors(layout, device)
+        return self.tensors[key]

@@ -19,6 +19,7 @@ import torch
 
 from ssd.config import StepwiseConfig
 from ssd.decoders.base import BlockDecoder, BlockLoop
+from ssd.decoders.noise import CounterNoise
 from ssd.errors import SSDError
 from ssd.models.cache import BlockForward
 
@@ -46,13 +47,13 @@ class Stepwise(BlockDecoder):
         fwd: BlockForward,
         x: torch.Tensor,
         logits: torch.Tensor,
-        generator: torch.Generator | None,
+        noise: CounterNoise | None,
         committed: list[int],
     ) -> BlockLoop:
         for step in range(fwd.end - fwd.start):
             if step:
                 logits = yield x
-            tokens, confidence = self.predict_block(fwd, x, logits, step == 0, generator)
+            tokens, confidence = self.predict_block(fwd, x, logits, step == 0, noise, sum(committed))
             pos = confidence.argmax(-1)  # first maximum: ties go to the lowest position
             x[0, fwd.start + pos] = tokens[0, pos]
             committed.append(1)

@@ -207,6 +207,9 @@ class BlockForward:
             None if self.mode is CacheMode.none else KVCache(self.mode, pad, spare, row_invariant=bit_exact)
         )
         self.start = self.end = self.sequences = 0
+        # Without a cache, candidate forwards may also return the logits of the next `lookahead`
+        # positions (the next block's, for a state that fills this one: see SSDConfig.seed_next_block).
+        self.lookahead = 0
         self.nfe = 0
         self.batch_sizes: list[int] = []
 
@@ -219,8 +222,15 @@ class BlockForward:
         """
         return self.model.predicts_from_previous_position and self.mode is not CacheMode.none
 
-    def refresh(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    def refresh(self, x: torch.Tensor, start: int, end: int, rows: list[int] | None = None) -> torch.Tensor:
+        """Begin the block for every sequence of x; without a cache, `rows` may name the sequences
+        that need the forward (the others start from logits they carried over): their logits only."""
         self.start, self.end, self.sequences = start, end, x.shape[0]
+        if rows is not None and self.cache is None:
+            if not rows:
+                return x.new_empty(0)
+            self._count(len(rows))
+            return self.model(x[rows], span=(start, end), rows=self._tensor(rows), pad=self.pad)
         self._count(x.shape[0])
         if self.cache is None:
             return self.model(x, span=(start, end), pad=self.pad)
@@ -233,6 +243,8 @@ class BlockForward:
             raise RuntimeError("BlockForward: call refresh() at the block start before other forwards")
         seqs = rows if rows is not None else list(range(r)) if r == self.sequences else [0] * r
         span = (self.start, self.end)
+        if self.cache is None and self.lookahead:
+            span = (self.start, min(self.end + self.lookahead, states.shape[1]))
         if self.cache is not None:
             states = states[:, self.start : self.start + self.cache.window_length(states.shape[1])]
             if self.layout is VerifyLayout.tree and (self.pad_rows or r > len(set(seqs))):

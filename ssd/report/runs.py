@@ -184,13 +184,22 @@ def decoder_label(decoder: dict[str, Any]) -> tuple[str, str]:
             knobs.append(f"f={_fmt_knob(decoder.get('factor', 1.0))}")
         else:
             knobs.append(f"τ={_fmt_knob(decoder.get('threshold', 0.9))}")
-    if name in ("ssd", "psd") and decoder.get("draft_length") is not None:
+    if _is_tree(decoder):
+        knobs.append(f"tree={decoder['tree']}" if decoder.get("tree") else f"budget={decoder['tree_budget']}")
+        if decoder.get("tree_budget") and decoder.get("tree_cost"):
+            knobs.append(f"cost={Path(str(decoder['tree_cost'])).stem}")
+    elif name in ("ssd", "psd") and decoder.get("draft_length") is not None:
         knobs.append(f"N={decoder['draft_length']}")
     temperature = _number(decoder.get("temperature")) or 0.0
     if temperature > 0:
         knobs.append(f"T={_fmt_knob(temperature)}")
     knob = " ".join(knobs)
     return (f"{name} {knob}" if knob else name), knob
+
+
+def _is_tree(decoder: dict[str, Any]) -> bool:
+    """An SSD run with a verification tree (its draft_length plays no part)."""
+    return decoder.get("name") == "ssd" and bool(decoder.get("tree") or decoder.get("tree_budget"))
 
 
 def benchmark_variant(benchmark: dict[str, Any]) -> str:
@@ -243,7 +252,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "rule": rule,
         "threshold": _number(decoder.get("threshold")) if rule == "threshold" else None,
         "factor": _number(decoder.get("factor")) if rule == "factor" else None,
-        "draft_length": decoder.get("draft_length"),
+        "draft_length": None if _is_tree(decoder) else decoder.get("draft_length"),
         "block_length": int(decoder.get("block_length", 0)),
         "gen_length": int(decoder.get("gen_length", 0)),
         "cache": str(decoder.get("cache", "none")),
@@ -258,6 +267,8 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "tokens_per_forward": _number(summary.get("tokens_per_forward")),
         "throughput_tokens_per_s": _number(summary.get("throughput_tokens_per_s")),
         "mean_accepted": _number(summary.get("mean_accepted")),
+        "total_generated_tokens": _number(summary.get("total_generated_tokens")),
+        "forward_rows_histogram": json.dumps(summary.get("forward_batch_size_histogram") or {}),
         "peak_memory_bytes": _number(summary.get("peak_memory_bytes")),
         "peak_memory_kind": summary.get("peak_memory_kind"),  # cuda (allocator peak) | cpu (process RSS)
         "device": device_label(summary.get("environment")),

@@ -22,7 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from ssd.cost import CostTable
 from ssd.errors import SSDError
+from ssd.report import projection
 from ssd.report.runs import DEFAULT_RUNS, REFERENCES, Runs, load_runs, missing, with_baselines
 
 DEFAULT_OUT = Path("results/tables")
@@ -77,6 +79,7 @@ DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("TPF", True, lambda r: fmt(r["tokens_per_forward"], ".2f")),
     ("tokens/s", True, lambda r: fmt(r["throughput_tokens_per_s"], ".1f")),
     ("speedup", True, lambda r: fmt(r["speedup"], ".2f", "×")),
+    ("projected speedup", True, lambda r: fmt(r["projected_speedup"], ".2f", "×")),
     ("peak memory", True, _peak_memory),
     ("device", False, lambda r: r["device"]),
     ("sweep", False, lambda r: r["sweep"]),
@@ -109,6 +112,8 @@ CSV_COLUMNS = (
     "tokens_per_forward",
     "throughput_tokens_per_s",
     "speedup",
+    "projected_speedup",
+    "projection",
     "mean_accepted",
     "peak_memory_bytes",
     "peak_memory_kind",
@@ -186,13 +191,15 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.loc[:, list(CSV_COLUMNS)].to_csv(index=False, lineterminator="\n")
 
 
-def render(runs: Runs) -> dict[str, str]:
-    """File name → content of each table file."""
-    frame = with_baselines(runs.frame)
-    headers = [h for h, _, _ in DISPLAY]
+def render(runs: Runs, cost: CostTable | None = None) -> dict[str, str]:
+    """File name → content of each table file (projected speedups priced with `cost`, default: the
+    recorded H100 table)."""
+    cost = cost if cost is not None else projection.default_table()
+    frame = projection.with_projection(with_baselines(runs.frame), cost)
+    headers = [projection.header(cost) if h == "projected speedup" else h for h, _, _ in DISPLAY]
     right = [r for _, r, _ in DISPLAY]
     rows = display_rows(frame)
-    notes = [LEGEND]
+    notes = [LEGEND, projection.legend(cost)]
     if runs.incomplete:
         n = runs.n_incomplete
         notes.append(f"{n} incomplete run folder{'s' * (n != 1)} (no summary.json yet) skipped.")
@@ -217,13 +224,13 @@ def write_files(out_dir: str | Path, contents: dict[str, str | bytes]) -> list[P
     return paths
 
 
-def write_tables(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
+def write_tables(runs: Runs, out_dir: str | Path = DEFAULT_OUT, cost: CostTable | None = None) -> list[Path]:
     if runs.frame.empty:
         raise SSDError(
             f"no finished run folders ({runs.note()}): run some jobs first (make sweep), or pass --runs "
             f"with the folder that holds them"
         )
-    return write_files(out_dir, render(runs))
+    return write_files(out_dir, render(runs, cost))
 
 
 def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
@@ -242,10 +249,12 @@ def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.run import fail
 
-    args = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
+    p = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT)
+    p.add_argument("--cost", type=Path, help="forward-cost JSON of the projected speedups (default: H100)")
+    args = p.parse_args(argv)
     try:
         runs = load_runs(args.runs or [DEFAULT_RUNS]).only(args.sweep)
-        paths = write_tables(runs, args.out)
+        paths = write_tables(runs, args.out, CostTable.load(args.cost) if args.cost else None)
     except SSDError as e:
         fail(e)
     print(f"tables: {runs.note()} -> {', '.join(map(str, paths))}")

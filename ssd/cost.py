@@ -1,0 +1,62 @@
+"""A recorded forward-cost table: milliseconds per forward as a function of candidate rows, for one named
+device and model shape (results/forward_cost/<device>.json). Read by the adaptive tree (to pick its
+budget) and by the report's projected speedups (ssd/report/projection.py).
+
+File format (JSON): device, model_shape, source (where the numbers come from), refresh_ms (one full
+forward of the sequence: the block-start refresh, and every forward without a cache), rows_ms (a cached
+forward over a block, by rows: {"1": ms, "6": ms, ...}). Between recorded rows the cost is interpolated
+linearly; beyond the largest it grows with the slope between the smallest and the largest (an
+extrapolation, said so in the projection's label).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssd.errors import SSDError
+
+
+@dataclass(frozen=True)
+class CostTable:
+    device: str
+    model_shape: str
+    refresh_ms: float
+    rows_ms: tuple[tuple[int, float], ...]  # sorted by rows
+    name: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostTable:
+        p = Path(path)
+        if not p.is_file() and not p.is_absolute():  # a relative path: else from the checkout's root
+            p = Path(__file__).resolve().parents[1] / p
+        if not p.is_file():
+            raise SSDError(f"forward-cost table {p} not found: give a results/forward_cost/<device>.json")
+        try:
+            d = json.loads(p.read_text())
+            rows = tuple(sorted((int(r), float(ms)) for r, ms in d["rows_ms"].items()))
+            table = cls(str(d["device"]), str(d["model_shape"]), float(d["refresh_ms"]), rows, p.stem)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise SSDError(
+                f"forward-cost table {p}: needs device, model_shape, refresh_ms, rows_ms ({e})"
+            ) from e
+        if not rows or rows[0][0] != 1 or any(ms <= 0 for _, ms in rows):
+            raise SSDError(f"forward-cost table {p}: rows_ms must start at rows 1 with positive ms")
+        return table
+
+    @property
+    def max_rows(self) -> int:
+        return self.rows_ms[-1][0]
+
+    def ms(self, rows: int) -> float:
+        """Cost of one cached forward over `rows` candidate blocks."""
+        pts = self.rows_ms
+        if rows <= pts[0][0]:
+            return pts[0][1]
+        for (r0, m0), (r1, m1) in zip(pts, pts[1:], strict=False):
+            if rows <= r1:
+                return m0 + (m1 - m0) * (rows - r0) / (r1 - r0)
+        (r0, m0), (r1, m1) = pts[0], pts[-1]
+        slope = (m1 - m0) / (r1 - r0) if r1 > r0 else 0.0
+        return m1 + slope * (rows - r1)

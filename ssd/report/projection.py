@@ -1,0 +1,99 @@
+"""Projected speedups: what a run's forwards would cost on another device, from a recorded cost table.
+
+A CPU run measures TPF and the rows of every forward exactly; what it cannot measure is what those
+forwards cost on a GPU, where a verification forward of several candidate rows costs little more than
+one (ssd/cost.py). The projection prices each recorded forward with a cost table (ms per forward by rows,
+for a named device and model shape) and divides the run's generated tokens by that time:
+
+    projected seconds = sum over a run's forwards of cost(forward)
+        cost = refresh_ms                      one block-start refresh per block per sample
+               refresh_ms * rows               a forward without a cache (compute-bound: rows full forwards)
+               rows_ms(rows)                   a cached forward over `rows` candidate blocks
+    projected speedup = (tokens / projected seconds) / (the baseline's tokens / its projected seconds)
+
+The baseline is the run's measured-speedup baseline (ssd/report/runs.py: stepwise, same setting). It is
+a projection, not a measurement: it assumes the table's model shape, context and layout, and it ignores
+host work between forwards. Decoders whose forwards are not the masked model's (DiffuSpec's target,
+target_greedy) get none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ssd.cost import CostTable
+
+DEFAULT_COST = Path(__file__).resolve().parents[2] / "results/forward_cost/h100_llada8b.json"
+NOT_PROJECTED = frozenset({"diffuspec", "target_greedy"})
+
+
+def default_table() -> CostTable | None:
+    return CostTable.load(DEFAULT_COST) if DEFAULT_COST.is_file() else None
+
+
+def projected_seconds(
+    histogram: dict[str, int], n_samples: int, blocks: int, cache: str, table: CostTable
+) -> float:
+    """Projected decoding time of a run from its histogram of rows per forward (refreshes included,
+    recorded as 1-row forwards: one per block per sample)."""
+    counts = {int(k): int(v) for k, v in histogram.items()}
+    refreshes = n_samples * blocks
+    if counts.get(1, 0) < refreshes:
+        raise ValueError(f"{refreshes} refreshes expected, only {counts.get(1, 0)} one-row forwards recorded")
+    counts[1] -= refreshes
+    if cache == "none":
+        forwards = sum(table.refresh_ms * rows * n for rows, n in counts.items())
+    else:
+        forwards = sum(table.ms(rows) * n for rows, n in counts.items())
+    return (refreshes * table.refresh_ms + forwards) / 1000.0
+
+
+def _throughput(r: dict[str, Any], table: CostTable) -> float | None:
+    hist, tokens = r.get("forward_rows_histogram"), r.get("total_generated_tokens")
+    if r["decoder"] in NOT_PROJECTED or not hist or tokens is None or pd.isna(tokens):
+        return None
+    histogram = json.loads(hist) if isinstance(hist, str) else hist
+    if not r["block_length"] or not r["n_samples"]:
+        return None
+    blocks = int(r["gen_length"]) // int(r["block_length"])
+    try:
+        seconds = projected_seconds(histogram, int(r["n_samples"]), blocks, str(r["cache"]), table)
+    except ValueError:
+        return None
+    return float(tokens) / seconds if seconds > 0 else None
+
+
+def with_projection(frame: pd.DataFrame, table: CostTable | None) -> pd.DataFrame:
+    """The frame (with baselines) plus `projected_tokens_per_s`, `projected_speedup` and `projection`
+    (the cost table's name); NaN where there is no table, no rows record or no projected baseline."""
+    out = frame.copy()
+    records = frame.to_dict("records")
+    tps = {r["run"]: (_throughput(r, table) if table is not None else None) for r in records}
+    speedups = []
+    for r in records:
+        mine, base = tps[r["run"]], tps.get(r.get("baseline_run"))
+        speedups.append(mine / base if mine and base else None)
+    out["projected_tokens_per_s"] = pd.Series(
+        [tps[r["run"]] for r in records], index=frame.index, dtype=float
+    )
+    out["projected_speedup"] = pd.Series(speedups, index=frame.index, dtype=float)
+    out["projection"] = table.name if table is not None else ""
+    return out
+
+
+def header(table: CostTable | None) -> str:
+    return f"projected speedup on {table.device}" if table is not None else "projected speedup"
+
+
+def legend(table: CostTable | None) -> str:
+    if table is None:
+        return "projected speedup: n/a (no forward-cost table; see ssd/report/projection.py)."
+    return (
+        f"projected speedup on {table.device}: a PROJECTION, not a measurement: each recorded forward priced "
+        f"with the cost table results/forward_cost/{table.name}.json ({table.model_shape}; ms per forward by "
+        f"rows, extrapolated beyond {table.max_rows} rows), tokens over that time, over the baseline's."
+    )
