@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ssd.config import RunConfig, parse_shard, register
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
+from ssd.results.progress import Progress, headline, heartbeat
 from ssd.results.runfolder import RunFolder, config_hash, first_difference, summarize
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -131,8 +132,23 @@ def reference_tokens(cfg: DictConfig, decoder: Any, models: dict[str, Any]) -> d
         return None
     ref_cfg = cfg.copy()
     ref_cfg.decoder = OmegaConf.structured(reference)
+    print(
+        f"reference: {reference.name} first, the yardstick of {cfg.decoder.name}'s lossless check "
+        f"(its own run folder, reused when done; check_lossless=false skips it)",
+        flush=True,
+    )
     folder = RunFolder(run_job(ref_cfg, models))
     return {r["id"]: r["tokens"] for r in folder.read_samples()}
+
+
+def paired_reference(cfg: DictConfig, decoder: Any) -> Any:
+    """The reference decoder timed beside each sample under `timing.paired` (None: off, or no reference)."""
+    reference = decoder.reference_config() if cfg.timing.paired else None
+    if reference is None:
+        return None
+    from ssd.decoders import DECODERS
+
+    return DECODERS.get(reference.name)(reference)
 
 
 def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -> Path:
@@ -155,8 +171,15 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
     if resolved["batch_size"] < 1:
         raise SSDError(f"batch_size={resolved['batch_size']} must be at least 1")
     shard = parse_shard(resolved.get("shard"))
+    threads = resolved["timing"]["threads"]
+    if threads is not None and threads < 1:
+        raise SSDError(f"timing.threads={threads} must be at least 1, or null for torch's default")
+    from ssd.results.timing import set_threads
+
+    set_threads(threads)
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
+    paired = paired_reference(cfg, decoder)
     # (index in the unsharded job, sample): a sample keeps its index, and so its seed, in any shard
     indexed = list(enumerate(benchmark.samples()[: resolved["limit"]]))
     if shard is not None:
@@ -176,18 +199,20 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         todo = [(i, s) for i, s in indexed if s.id not in finished]
         print(f"run: {folder.path} ({len(finished)} of {len(samples)} samples already done)", flush=True)
         parts = (benchmark, decoder, model)
-        _generate(todo, len(samples), folder, parts, resolved["seed"], references, resolved["batch_size"])
-        summary = summarize(folder.read_samples(ids))  # from the file, as any later reader would see it
-        folder.write_summary(_summary(folder, resolved, summary, model))
-    print(
-        f"summary: {folder.summary_file} accuracy={summary['accuracy']} "
-        f"tokens/s={summary['throughput_tokens_per_s']}",
-        flush=True,
-    )
+        paired_name = None if paired is None else paired.cfg.name
+        progress = Progress(len(todo))
+        recorder = Recorder(folder, benchmark, model, references, len(samples), progress, paired_name)
+        _generate(todo, parts, resolved["seed"], recorder, resolved["batch_size"], paired)
+        records = folder.read_samples(ids)  # from the file, as any later reader would see it
+        summary = _summary(folder, resolved, records, model)
+        folder.write_summary(summary)
+    print(f"summary: {folder.summary_file}: {headline(summary)}", flush=True)
     if (resolved.get("wandb") or {}).get("mode", "disabled") != "disabled":
         from ssd.results.wandb_mirror import mirror
 
-        mirror(folder.path, resolved["wandb"])  # a copy of the finished folder; never raises
+        where = mirror(folder.path, resolved["wandb"])  # a copy of the finished folder; never raises
+        if where:
+            print(f"wandb: {resolved['wandb']['mode']} run written to {where}", flush=True)
     return folder.path
 
 
@@ -217,25 +242,45 @@ def _prompts(todo: list[tuple[int, Any]], benchmark: Any, model: Any, gen_length
 
 def _generate(
     todo: list[tuple[int, Any]],
-    total: int,
-    folder: RunFolder,
     parts: tuple[Any, Any, Any],
     seed: int,
-    references: dict[str, list[int]] | None,
+    recorder: Recorder,
     batch_size: int,
+    paired: Any = None,
 ) -> None:
-    """Decode the remaining samples, batch_size prompts at a time; grade and record each one."""
+    """Decode the remaining samples, batch_size prompts at a time; grade and record each one. Each batch
+    is metered (CPU against wall time: ssd.results.timing); with a `paired` reference decoder, that
+    decoder runs the same batch right before or after it, alternating, and is timed the same way."""
     benchmark, decoder, model = parts
     prompts = _prompts(todo, benchmark, model, decoder.cfg.gen_length)
     if todo and model.device.type == "cuda":  # kernels, allocator and autotuning, outside the timings
         decoder.generate(model, prompts[todo[0][0]][1], seed=0)
-    recorder = Recorder(folder, benchmark, model, references, total)
-    for lo in range(0, len(todo), batch_size):
+        if paired is not None:
+            paired.generate(model, prompts[todo[0][0]][1], seed=0)
+    for number, lo in enumerate(range(0, len(todo), batch_size)):
         batch = todo[lo : lo + batch_size]
         seeds = [sample_seed(seed, index) for index, _ in batch]
-        generations = decoder.generate_batch(model, [prompts[index][1] for index, _ in batch], seeds)
-        for (index, sample), sample_seed_, gen in zip(batch, seeds, generations, strict=True):
-            recorder.record(index, sample, prompts[index][0], sample_seed_, gen)
+        ids = [prompts[index][1] for index, _ in batch]
+        with heartbeat(f"sample {batch[0][1].id}"):
+            if paired is not None and number % 2:
+                references = _timed(paired, model, ids, seeds)[0]
+            generations, timing = _timed(decoder, model, ids, seeds)
+            if paired is not None and not number % 2:
+                references = _timed(paired, model, ids, seeds)[0]
+        if paired is None:
+            references = [None] * len(batch)
+        for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, references, strict=True):
+            recorder.record(index, sample, prompts[index][0], seed_, gen, timing, ref)
+
+
+def _timed(decoder: Any, model: Any, ids: list[list[int]], seeds: list[int]) -> tuple[list[Any], dict]:
+    """A batch's generations, and its metered CPU and wall seconds per sample (ssd.results.timing)."""
+    from ssd.results.timing import meter
+
+    with meter() as timing:
+        generations = decoder.generate_batch(model, ids, seeds)
+    n = len(ids)
+    return generations, {k: (v / n if k.endswith("seconds") else v) for k, v in timing.items()}
 
 
 @dataclass
@@ -247,19 +292,36 @@ class Recorder:
     model: Any
     references: dict[str, list[int]] | None
     total: int
+    progress: Progress
+    paired_name: str | None = None  # the decoder timed beside each sample (timing.paired)
 
     def decode(self, tokens: list[int]) -> str:
         return self.model.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def record(self, index: int, sample: Any, prompt: str, seed: int, gen: Any) -> None:
-        completion, generated = completion_and_count(
-            gen.tokens, self.model.stop_ids, self.decode, self.benchmark.cut
-        )
+    def count(self, tokens: list[int]) -> tuple[str, int]:
+        return completion_and_count(tokens, self.model.stop_ids, self.decode, self.benchmark.cut)
+
+    def record(
+        self, index: int, sample: Any, prompt: str, seed: int, gen: Any, timing: dict, ref: Any = None
+    ) -> None:
+        """`timing`: the metered batch (per sample); `ref`: the paired reference's Generation, if any."""
+        completion, generated = self.count(gen.tokens)
         score = self.benchmark.score(sample, completion)
         # Every Generation and Score field is recorded (tokens, nfe, forward_batch_sizes, wall_seconds,
         # accepted, extra; correct, extracted, details), so a new decoder statistic needs no runner change.
         record = {"id": sample.id, "index": index, "seed": seed, "prompt": prompt, "target": sample.target}
         record |= {"completion": completion, "generated_tokens": generated, **asdict(gen), **asdict(score)}
+        record["timing"] = timing
+        if ref is not None:
+            from ssd.results.timing import pair_speedup
+
+            ref_generated = self.count(ref.tokens)[1]
+            record["paired"] = {
+                "reference_decoder": self.paired_name,
+                "reference_wall_seconds": ref.wall_seconds,
+                "reference_generated_tokens": ref_generated,
+                "speedup": pair_speedup(generated, gen.wall_seconds, ref_generated, ref.wall_seconds),
+            }
         verdict = "correct" if score.correct else "wrong"
         if self.references is not None:
             diverges = first_difference(gen.tokens, self.references[sample.id])
@@ -269,22 +331,27 @@ class Recorder:
         self.folder.append_sample(record | {"correct": bool(score.correct)})
         print(
             f"[{index + 1}/{self.total}] {sample.id}: {verdict}, {generated} tokens, {gen.nfe} NFE, "
-            f"{gen.wall_seconds:.2f}s",
+            f"{gen.wall_seconds:.2f}s, {self.progress.step()}",
             flush=True,
         )
 
 
 def _summary(
-    folder: RunFolder, resolved: dict[str, Any], metrics: dict[str, Any], model: Any
+    folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any
 ) -> dict[str, Any]:
     from ssd.results.provenance import environment, peak_memory
+    from ssd.results.timing import contention, paired_summary, set_threads
 
     digest = config_hash(resolved)
     return {
         "run": folder.path.name,
         "config_hash": digest,
         "sweep": resolved["sweep"],
-        **metrics,
+        **summarize(samples),
+        # Whether the machine was oversubscribed while this job was timed (ssd/results/timing.py), and
+        # under timing.paired the median per-sample speedup over the interleaved reference.
+        "timing": contention(samples, set_threads(None), model.device.type),
+        "paired_speedup": paired_summary(samples),
         # This process's peak since the job started (a resumed job: since it resumed); what it measures
         # depends on the device: see ssd.results.provenance.PEAK_MEMORY_KINDS.
         **peak_memory(model.device),

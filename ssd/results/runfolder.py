@@ -25,8 +25,10 @@ from ssd.errors import SSDError
 CONFIG = "config.yaml"
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
-# Where results go, which sweep asked for them and where they are mirrored do not change what is computed.
-UNHASHED = ("output_dir", "sweep", "wandb")
+# Where results go and where they are mirrored do not change what is computed. The sweep label does not
+# either, but it is hashed: a run is timed within its sweep, so a new label makes new run folders (and a
+# second sweep to compare with the first), while the jobs of one sweep still share their reference runs.
+UNHASHED = ("output_dir", "wandb")
 
 
 def hashed_part(resolved: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""Timings that can be trusted: pinned CPU threads, a contention check, and paired speedups.
+
+A CPU job's tokens/s is only meaningful when the job got the CPU it asked for. On a shared machine torch's
+default (one intra-op thread per core) makes every job fight the others for the same cores; one job on
+a loaded 2-core machine was measured ~180x slower with 2 threads than with 1. So:
+
+- the runner sets torch's thread count (`timing.threads`, default 1) before anything is timed;
+- every timed decode is metered: process CPU time against wall time, and the load average, so a job that
+  waited for a CPU while it was timed is flagged `contended` in its summary (tables and plots mark it);
+- `timing.paired=true` times the decoder's reference on the same prompt right next to each sample,
+  alternating which goes first, and reports the median per-sample speedup with a bootstrap interval:
+  both sides of every ratio saw the same machine state, so the ratio survives load that the plain
+  tokens/s ratio of two separately timed runs does not.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+# A single-threaded CPU job that got less than this share of a core while it was timed waited for a CPU.
+MIN_UTILIZATION = 0.8
+# The 1-minute load average (this job included) above the usable cores by more than this: oversubscribed.
+LOAD_SLACK = 0.5
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a Slurm or cgroup allotment)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def set_threads(threads: int | None) -> int:
+    """Pin torch's intra-op threads (None: leave them as they are); return the count in use."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@contextmanager
+def meter() -> Iterator[dict[str, float | None]]:
+    """Measure the block: wall and process CPU seconds (all threads), and the load average at its end."""
+    out: dict[str, float | None] = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield out
+    finally:
+        out["wall_seconds"] = time.perf_counter() - wall
+        out["cpu_seconds"] = time.process_time() - cpu
+        out["load_average"] = load_average()
+
+
+def contention(samples: Sequence[dict[str, Any]], threads: int, device: str) -> dict[str, Any]:
+    """Whether the job was oversubscribed while timed, from its sample records' `timing` entries.
+
+    cpu_utilization is CPU seconds over (wall seconds x threads): near 1 for a single-threaded job that had
+    a core to itself. It is a verdict only on a CPU with one thread (with more, serial stretches lower it
+    legitimately; on a GPU the host mostly waits); the load average applies everywhere.
+    """
+    timed = [s["timing"] for s in samples if isinstance(s.get("timing"), dict)]
+    cores = usable_cores()
+    cpu = sum(t.get("cpu_seconds") or 0.0 for t in timed)
+    wall = sum(t.get("wall_seconds") or 0.0 for t in timed)
+    loads = [t["load_average"] for t in timed if t.get("load_average") is not None]
+    utilization = cpu / (wall * max(threads, 1)) if wall > 0 else None
+    load = statistics.median(loads) if loads else None
+    reasons = []
+    if device == "cpu" and threads == 1 and utilization is not None and utilization < MIN_UTILIZATION:
+        reasons.append(f"got {utilization:.0%} of a core while timed")
+    if load is not None and load > cores + LOAD_SLACK:
+        reasons.append(f"load average {load:.1f} on {cores} usable cores")
+    return {
+        "threads": threads,
+        "usable_cores": cores,
+        "timed_samples": len(timed),
+        "cpu_utilization": None if utilization is None else round(utilization, 3),
+        "load_average_median": None if load is None else round(load, 2),
+        "load_average_max": round(max(loads), 2) if loads else None,
+        "contended": bool(reasons),
+        "contended_why": "; ".join(reasons) or None,
+    }
+
+
+def pair_speedup(tokens: int, wall: float, reference_tokens: int, reference_wall: float) -> float | None:
+    """One sample's speedup: its generated tokens/s over its reference's on the same prompt (None when
+    either generated nothing or took no time)."""
+    if min(tokens, reference_tokens) <= 0 or min(wall, reference_wall) <= 0:
+        return None
+    return (tokens / wall) / (reference_tokens / reference_wall)
+
+
+def bootstrap_median(values: Sequence[float], level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval for the median (fixed seed: the same records give the same bounds)."""
+    rng = random.Random(seed)
+    n = len(values)
+    medians = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(BOOTSTRAP_RESAMPLES))
+    tail = (1 - level) / 2
+    lo = medians[int(tail * (BOOTSTRAP_RESAMPLES - 1))]
+    hi = medians[int(round((1 - tail) * (BOOTSTRAP_RESAMPLES - 1)))]
+    return lo, hi
+
+
+def paired_summary(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The median per-sample speedup over the interleaved reference, with its 95% bootstrap interval."""
+    speedups = [s["paired"]["speedup"] for s in samples if (s.get("paired") or {}).get("speedup") is not None]
+    if not speedups:
+        return None
+    lo, hi = bootstrap_median(speedups)
+    return {
+        "n": len(speedups),
+        "median_speedup": round(statistics.median(speedups), 4),
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "reference_decoder": next(s["paired"]["reference_decoder"] for s in samples if s.get("paired")),
+    }
