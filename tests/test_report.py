@@ -196,6 +196,7 @@ def test_table_columns_rows_and_order(tmp_path: Path) -> None:
         "TPF",
         "tokens/s",
         "speedup",
+        "paired speedup",
         "peak memory",
         "device",
         "sweep",
@@ -227,14 +228,15 @@ def test_table_columns_rows_and_order(tmp_path: Path) -> None:
         "3.10",
         "61.0",
         "3.05×",
+        "n/a",
         "3.0 GiB",
         "cpu (x86_64)",
         "s1",
     ]
-    assert table[2][10] == "ref" and table[2][15] == "n/a"  # stepwise is the reference; no peak memory
+    assert table[2][10] == "ref" and table[2][16] == "n/a"  # stepwise is the reference; no peak memory
     assert table[3][9] == "-25.0" and table[3][10] == "50.0"
     assert table[12][14] == "2.00×"  # diffuspec against target_greedy
-    assert table[10][15] == "512.0 MiB RSS"  # a CPU's peak is the process's resident set
+    assert table[10][16] == "512.0 MiB RSS"  # a CPU's peak is the process's resident set
     tex = (tmp_path / "out" / "runs.tex").read_text(encoding="utf-8")
     assert r"fast\_dllm $\tau$=0.7" in tex and r"3.05$\times$" in tex and r"\bottomrule" in tex
     csv = (tmp_path / "out" / "runs.csv").read_text(encoding="utf-8").splitlines()
