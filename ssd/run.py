@@ -32,6 +32,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # here at import, so that it holds in a submitit job too (which imports this module to unpickle the task).
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 GROUPS = ("model", "decoder", "benchmark", "experiment")
+# What `python -m ssd.run` runs without arguments: a job of the default sweep, offline, in seconds on a CPU.
+FIRST_JOB = ("+experiment=default", "+experiment/arith=ssd_n4")
 # `group=a,b` with an optional `+`/`++` prefix; sweep functions and interpolations are left to Hydra.
 CHOICE = re.compile(r"^\+{0,2}(?P<group>" + "|".join(GROUPS) + r")=(?P<value>[^()\[\]{}$]*)$")
 
@@ -133,8 +135,8 @@ def reference_tokens(cfg: DictConfig, decoder: Any, models: dict[str, Any]) -> d
     ref_cfg = cfg.copy()
     ref_cfg.decoder = OmegaConf.structured(reference)
     print(
-        f"reference: {reference.name} first, the yardstick of {cfg.decoder.name}'s lossless check "
-        f"(its own run folder, reused when done; check_lossless=false skips it)",
+        f"reference: {reference.name}, the yardstick of {cfg.decoder.name}'s lossless check: an ordinary "
+        f"job, run first unless done (check_lossless=false skips it)",
         flush=True,
     )
     folder = RunFolder(run_job(ref_cfg, models))
@@ -377,6 +379,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(
+            f"no arguments: the embedded default, SSD (N=4) on arith, one job of `make sweep` (= python -m "
+            f"ssd.run {' '.join(FIRST_JOB)}); name model=, decoder=, benchmark= for anything else",
+            flush=True,
+        )
+        argv = list(FIRST_JOB)
     try:
         check_choices(argv)
     except SSDError as e:

@@ -88,7 +88,7 @@ def test_runner_pins_threads_records_timing_and_pairs(tmp_path: Path, capsys: An
     finally:
         torch.set_num_threads(before)
     out = capsys.readouterr().out
-    assert "reference: stepwise first" in out and "ETA" in out
+    assert "reference: stepwise, the yardstick" in out and "ETA" in out
     assert "paired speedup" in out and "tokens/s=" not in out
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["timing"]["threads"] == 1 and summary["timing"]["timed_samples"] == 4

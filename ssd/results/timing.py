@@ -141,7 +141,8 @@ def report_fields(summary: dict[str, Any]) -> dict[str, Any]:
     written before the runner recorded them (then: not known to be contended, no paired speedup)."""
     timing = summary.get("timing") if isinstance(summary.get("timing"), dict) else {}
     paired = summary.get("paired_speedup") if isinstance(summary.get("paired_speedup"), dict) else {}
-    ci = paired.get("ci95") if isinstance(paired.get("ci95"), list) and len(paired["ci95"]) == 2 else [None] * 2
+    ci = paired.get("ci95") if isinstance(paired.get("ci95"), list) else []
+    ci = ci if len(ci) == 2 else [None, None]
     environment = summary.get("environment") if isinstance(summary.get("environment"), dict) else {}
     return {
         "threads": timing.get("threads"),
