@@ -95,6 +95,8 @@ def rows(runs: Path) -> dict[tuple[str, str], dict[str, Any]]:
         out[r["sweep"], r["decoder_label"]] = {
             "plain": None if r["speedup"] != r["speedup"] else round(float(r["speedup"]), 3),
             "paired": r["paired_speedup"],
+            "paired_basis": r["paired_basis"],
+            "paired_wall": r["paired_wall_speedup"],
             "paired_ci": [r["paired_ci_lo"], r["paired_ci_hi"]],
             "tokens_per_s": round(float(r["throughput_tokens_per_s"]), 1),
             "contended": bool(r["contended"]),
@@ -116,6 +118,7 @@ def num(x: float | None) -> str:
 
 def report(data: dict[str, Any]) -> str:
     headers = ["decoder", "plain quiet", "plain loaded", "Δ", "paired quiet", "paired loaded", "Δ", "≤15%"]
+    headers += ["paired wall quiet", "paired wall loaded", "Δ"]
     body = []
     for r in data["rows"]:
         ok = "n/a" if r["paired_change"] is None else ("yes" if abs(r["paired_change"]) <= TARGET else "NO")
@@ -130,9 +133,12 @@ def report(data: dict[str, Any]) -> str:
                 num(r["loaded"]["paired"]),
                 pct(r["paired_change"]),
                 ok,
+                num(r["quiet"].get("paired_wall")),
+                num(r["loaded"].get("paired_wall")),
+                pct(r["paired_wall_change"]),
             ]
         )
-    right = [False, True, True, True, True, True, True, False]
+    right = [False, True, True, True, True, True, True, False, True, True, True]
     lines = [
         "# Speedups, quiet and loaded",
         "",
@@ -141,9 +147,9 @@ def report(data: dict[str, Any]) -> str:
         "",
         markdown(headers, right, body),
         "plain: tokens/s over the stepwise run's (timed in a separate job); paired: median per-sample "
-        "speedup over the reference decoded right beside each sample (timing.paired=true). Δ: loaded over "
-        "quiet. †: the run flagged itself contended (summary.json timing.contended). Target: paired Δ "
-        "within ±15%.",
+        "speedup over the reference decoded right beside each sample (timing.paired=true), on CPU time "
+        "(one thread on a CPU; `paired wall`: the same pairs on wall time). Δ: loaded over quiet. †: the "
+        "run flagged itself contended (summary.json timing.contended). Target: paired Δ within ±15%.",
         "",
         f"- quiet pass: {data['quiet_seconds']:.0f}s; uptime before: `{data['uptime']['quiet_before']}`, "
         f"after: `{data['uptime']['quiet_after']}`",
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                 "loaded": loaded,
                 "plain_change": change(quiet.get("plain"), loaded.get("plain")),
                 "paired_change": change(quiet.get("paired"), loaded.get("paired")),
+                "paired_wall_change": change(quiet.get("paired_wall"), loaded.get("paired_wall")),
             }
         )
     data = {

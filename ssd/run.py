@@ -265,13 +265,12 @@ def _generate(
         ids = [prompts[index][1] for index, _ in batch]
         with heartbeat(f"sample {batch[0][1].id}"):
             if paired is not None and number % 2:
-                references = _timed(paired, model, ids, seeds)[0]
+                references, ref_timing = _timed(paired, model, ids, seeds)
             generations, timing = _timed(decoder, model, ids, seeds)
             if paired is not None and not number % 2:
-                references = _timed(paired, model, ids, seeds)[0]
-        if paired is None:
-            references = [None] * len(batch)
-        for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, references, strict=True):
+                references, ref_timing = _timed(paired, model, ids, seeds)
+        refs = [None] * len(batch) if paired is None else [(r, ref_timing) for r in references]
+        for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, refs, strict=True):
             recorder.record(index, sample, prompts[index][0], seed_, gen, timing, ref)
 
 
@@ -306,7 +305,7 @@ class Recorder:
     def record(
         self, index: int, sample: Any, prompt: str, seed: int, gen: Any, timing: dict, ref: Any = None
     ) -> None:
-        """`timing`: the metered batch (per sample); `ref`: the paired reference's Generation, if any."""
+        """`timing`: the metered batch (per sample); `ref`: the paired reference's (Generation, timing)."""
         completion, generated = self.count(gen.tokens)
         score = self.benchmark.score(sample, completion)
         # Every Generation and Score field is recorded (tokens, nfe, forward_batch_sizes, wall_seconds,
@@ -315,15 +314,11 @@ class Recorder:
         record |= {"completion": completion, "generated_tokens": generated, **asdict(gen), **asdict(score)}
         record["timing"] = timing
         if ref is not None:
-            from ssd.results.timing import pair_speedup
+            from ssd.results.timing import paired_record
 
-            ref_generated = self.count(ref.tokens)[1]
-            record["paired"] = {
-                "reference_decoder": self.paired_name,
-                "reference_wall_seconds": ref.wall_seconds,
-                "reference_generated_tokens": ref_generated,
-                "speedup": pair_speedup(generated, gen.wall_seconds, ref_generated, ref.wall_seconds),
-            }
+            ours = (generated, gen.wall_seconds, timing["cpu_seconds"])
+            theirs = (self.count(ref[0].tokens)[1], ref[0].wall_seconds, ref[1]["cpu_seconds"])
+            record["paired"] = paired_record(self.paired_name, ours, theirs)
         verdict = "correct" if score.correct else "wrong"
         if self.references is not None:
             diverges = first_difference(gen.tokens, self.references[sample.id])
@@ -353,7 +348,7 @@ def _summary(
         # Whether the machine was oversubscribed while this job was timed (ssd/results/timing.py), and
         # under timing.paired the median per-sample speedup over the interleaved reference.
         "timing": contention(samples, set_threads(None), model.device.type),
-        "paired_speedup": paired_summary(samples),
+        "paired_speedup": paired_summary(samples, model.device.type, set_threads(None)),
         # This process's peak since the job started (a resumed job: since it resumed); what it measures
         # depends on the device: see ssd.results.provenance.PEAK_MEMORY_KINDS.
         **peak_memory(model.device),

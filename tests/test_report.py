@@ -18,7 +18,7 @@ from ssd.report.tables import write_tables
 from ssd.results.runfolder import run_name
 
 REPO = Path(__file__).resolve().parent.parent
-ALGORITHMS = REPO.parent / "shared" / "reference" / "algorithms.md"
+ALGORITHMS = REPO / "docs" / "algorithms.md"
 H100 = ("cuda:0", "NVIDIA H100 80GB HBM3")
 CPU = ("cpu", "x86_64")
 KNOBS = {

@@ -24,8 +24,9 @@ from tests.test_report import write_run
 
 def sample(cpu: float, wall: float, load: float = 0.5, speedup: float | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"timing": {"cpu_seconds": cpu, "wall_seconds": wall, "load_average": load}}
-    if speedup is not None:
-        record["paired"] = {"reference_decoder": "stepwise", "speedup": speedup}
+    if speedup is not None:  # CPU-time speedup as given, the wall-clock one inflated by waiting
+        ours, theirs = (20, 2.0 * wall, wall), (20, 3.0 * speedup * wall, speedup * wall)
+        record["paired"] = timing.paired_record("stepwise", ours, theirs)
     return record
 
 
@@ -61,12 +62,19 @@ def test_paired_speedup_median_and_bootstrap_interval() -> None:
     assert timing.pair_speedup(10, 1.0, 20, 2.0) == 1.0  # tokens/s over tokens/s
     assert timing.pair_speedup(0, 1.0, 20, 2.0) is None
     values = [1.0 + 0.01 * i for i in range(41)] + [50.0]  # one wild sample barely moves a median
-    summary = timing.paired_summary([sample(1, 1, speedup=v) for v in values] + [{"timing": {}}])
+    records = [sample(1, 1, speedup=v) for v in values] + [{"timing": {}}]
+    summary = timing.paired_summary(records, "cpu", 1)
     assert summary is not None and summary["n"] == 42 and summary["reference_decoder"] == "stepwise"
+    assert summary["basis"] == "cpu"
     assert summary["median_speedup"] == pytest.approx(statistics.median(values), abs=1e-4)
+    assert summary["median_wall_speedup"] == pytest.approx(1.5 * statistics.median(values), abs=1e-4)
     lo, hi = summary["ci95"]
     assert lo < summary["median_speedup"] < hi and hi - lo < 0.3
-    assert timing.paired_summary([sample(1, 1)]) is None
+    # Several threads or a GPU: the wall clock is what the user waits.
+    for device, threads in (("cpu", 2), ("cuda", 1)):
+        wall = timing.paired_summary(records, device, threads)
+        assert wall["basis"] == "wall" and wall["median_speedup"] == summary["median_wall_speedup"]
+    assert timing.paired_summary([sample(1, 1)], "cpu", 1) is None
     assert timing.bootstrap_median([1.0, 2.0, 3.0]) == timing.bootstrap_median([1.0, 2.0, 3.0])
 
 
@@ -89,12 +97,12 @@ def test_runner_pins_threads_records_timing_and_pairs(tmp_path: Path, capsys: An
         torch.set_num_threads(before)
     out = capsys.readouterr().out
     assert "reference: stepwise, the yardstick" in out and "ETA" in out
-    assert "paired speedup" in out and "tokens/s=" not in out
+    assert "paired speedup" in out and "(CPU time, 95% CI" in out and "tokens/s=" not in out
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["timing"]["threads"] == 1 and summary["timing"]["timed_samples"] == 4
     assert isinstance(summary["timing"]["contended"], bool)
     paired = summary["paired_speedup"]
-    assert paired["n"] == 4 and paired["reference_decoder"] == "stepwise"
+    assert paired["n"] == 4 and paired["reference_decoder"] == "stepwise" and paired["basis"] == "cpu"
     assert paired["ci95"][0] <= paired["median_speedup"] <= paired["ci95"][1]
     records = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     assert all(

@@ -146,9 +146,10 @@ LEGEND = (
     "(stepwise with the same cache; ref = is a reference). NFE: forwards per sample; TPF: generated tokens "
     "per forward. peak memory: the GPU allocator's peak, or the process's peak RSS on a CPU (n/a: not "
     "recorded). paired speedup: median per-sample speedup over the reference decoder timed on the same "
-    "sample right beside it (timing.paired=true), with its 95% bootstrap interval; robust to load. †: timed "
-    "while the machine was oversubscribed (summary.json timing.contended_why): that tokens/s and speedup "
-    "are not to be trusted."
+    "sample right beside it (timing.paired=true), with its 95% bootstrap interval, on CPU time for a "
+    "single-threaded CPU job (it leaves out waiting for a core), on wall time otherwise; robust to load. "
+    "†: timed while the machine was oversubscribed (summary.json timing.contended_why): that tokens/s and "
+    "speedup are not to be trusted."
 )
 
 
