@@ -143,16 +143,6 @@ def reference_tokens(cfg: DictConfig, decoder: Any, models: dict[str, Any]) -> d
     return {r["id"]: r["tokens"] for r in folder.read_samples()}
 
 
-def paired_reference(cfg: DictConfig, decoder: Any) -> Any:
-    """The reference decoder timed beside each sample under `timing.paired` (None: off, or no reference)."""
-    reference = decoder.reference_config() if cfg.timing.paired else None
-    if reference is None:
-        return None
-    from ssd.decoders import DECODERS
-
-    return DECODERS.get(reference.name)(reference)
-
-
 def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -> Path:
     """Run (or resume, or skip) one job and return its run folder."""
     models = {} if models is None else models
@@ -176,12 +166,12 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
     threads = resolved["timing"]["threads"]
     if threads is not None and threads < 1:
         raise SSDError(f"timing.threads={threads} must be at least 1, or null for torch's default")
-    from ssd.results.timing import set_threads
+    from ssd.results.timing import paired_reference, set_threads
 
     set_threads(threads)
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
-    paired = paired_reference(cfg, decoder)
+    paired = paired_reference(decoder) if resolved["timing"]["paired"] else None
     # (index in the unsharded job, sample): a sample keeps its index, and so its seed, in any shard
     indexed = list(enumerate(benchmark.samples()[: resolved["limit"]]))
     if shard is not None:
@@ -259,6 +249,8 @@ def _generate(
         decoder.generate(model, prompts[todo[0][0]][1], seed=0)
         if paired is not None:
             paired.generate(model, prompts[todo[0][0]][1], seed=0)
+    from ssd.results.timing import timed as _timed
+
     for number, lo in enumerate(range(0, len(todo), batch_size)):
         batch = todo[lo : lo + batch_size]
         seeds = [sample_seed(seed, index) for index, _ in batch]
@@ -272,16 +264,6 @@ def _generate(
         refs = [None] * len(batch) if paired is None else [(r, ref_timing) for r in references]
         for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, refs, strict=True):
             recorder.record(index, sample, prompts[index][0], seed_, gen, timing, ref)
-
-
-def _timed(decoder: Any, model: Any, ids: list[list[int]], seeds: list[int]) -> tuple[list[Any], dict]:
-    """A batch's generations, and its metered CPU and wall seconds per sample (ssd.results.timing)."""
-    from ssd.results.timing import meter
-
-    with meter() as timing:
-        generations = decoder.generate_batch(model, ids, seeds)
-    n = len(ids)
-    return generations, {k: (v / n if k.endswith("seconds") else v) for k, v in timing.items()}
 
 
 @dataclass

@@ -165,3 +165,20 @@ def test_throughput_frontier_leaves_out_autoregressive_baselines(tmp_path: Path)
     (ax,) = [a for a in fig.axes if a.get_visible()]
     frontier = next(line for line in ax.get_lines() if line.get_linestyle() == "--")
     assert sorted(frontier.get_xdata()) == [30.0]
+
+
+def test_progress_eta_and_heartbeat(capsys: Any) -> None:
+    import time
+
+    from ssd.results.progress import Progress, clock, headline, heartbeat
+
+    assert [clock(s) for s in (7, 750, 3723)] == ["0:07", "12:30", "1:02:03"]
+    progress = Progress(3)
+    assert progress.step().startswith("ETA 0:0") and progress.step().startswith("ETA")
+    assert progress.step().startswith("job ")
+    with heartbeat("sample x", every=0.05):
+        time.sleep(0.18)
+    beats = capsys.readouterr().out.splitlines()
+    assert 2 <= len(beats) <= 4 and all("sample x: still decoding" in b for b in beats)
+    line = headline({"accuracy": 0.98, "throughput_tokens_per_s": 1561.912345678901})
+    assert line == "accuracy 98.0%, 1561.9 tokens/s"

@@ -67,6 +67,24 @@ def meter() -> Iterator[dict[str, float | None]]:
         out["load_average"] = load_average()
 
 
+def timed(decoder: Any, model: Any, ids: list[list[int]], seeds: list[int]) -> tuple[list[Any], dict]:
+    """A batch's generations, and its metered CPU and wall seconds per sample (`meter`)."""
+    with meter() as timing:
+        generations = decoder.generate_batch(model, ids, seeds)
+    n = len(ids)
+    return generations, {k: (v / n if k.endswith("seconds") else v) for k, v in timing.items()}
+
+
+def paired_reference(decoder: Any) -> Any:
+    """The reference decoder timed beside each sample under `timing.paired` (None: it has none)."""
+    reference = decoder.reference_config()
+    if reference is None:
+        return None
+    from ssd.decoders import DECODERS
+
+    return DECODERS.get(reference.name)(reference)
+
+
 def contention(samples: Sequence[dict[str, Any]], threads: int, device: str) -> dict[str, Any]:
     """Whether the job was oversubscribed while timed, from its sample records' `timing` entries.
 
