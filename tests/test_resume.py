@@ -35,8 +35,10 @@ TIMING_SUMMARY = {
     "total_wall_seconds",
     "peak_memory_bytes",
     "environment",
+    "timing",  # CPU share and load average while timed
+    "paired_speedup",
 }
-TIMING_SAMPLE = {"wall_seconds"}
+TIMING_SAMPLE = {"wall_seconds", "timing", "paired"}  # timing: metered CPU/wall seconds, load
 _SWEEPS: dict[str, tuple[Path, Path]] = {}
 
 

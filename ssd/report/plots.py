@@ -251,14 +251,17 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
             for d in sorted(decoders, key=lambda d: d != "stepwise")  # the reference first
         ]
         frontier = {"markerfacecolor": "none", "markersize": 13, "marker": "o"}
-        front = "Pareto frontier (dLLM decoders)"
+        front = "Pareto frontier (dLLM)"
         handles.append(Line2D([], [], ls="--", color="0.6", label=front, **frontier))
         if kind == "throughput" and "contended" in frame and frame["contended"].any():
             hollow = {"marker": "o", "markerfacecolor": "none", "markeredgecolor": "0.3", "markersize": 7}
-            handles.append(Line2D([], [], ls="", label="hollow: timed under CPU contention", **hollow))
-        legend_rows = math.ceil(len(handles) / 4)
+            handles.append(Line2D([], [], ls="", label="hollow: CPU contended", **hollow))
+        per_row = 4 if ncols > 1 else 3  # one panel is 6.4 inches wide: three entries fit a row
+        legend_rows = math.ceil(len(handles) / per_row)
         bottom = (0.25 + 0.22 * legend_rows) / fig.get_figheight()
-        fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False, fontsize=9)
+        fig.legend(
+            handles=handles, loc="lower center", ncol=min(per_row, len(handles)), frameon=False, fontsize=9
+        )
         for ax in axes.flat[len(groups) :]:
             ax.set_visible(False)
         for ax, (model, benchmark) in zip(axes.flat, groups, strict=False):
