@@ -37,6 +37,8 @@ METRICS = (
     "tokens_per_forward",
     "throughput_tokens_per_s",
     "speedup",
+    "paired_speedup",  # robust to load (timing.paired): compare these across machines and sessions
+    "contended",
     "device",
 )
 
