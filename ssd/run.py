@@ -204,7 +204,7 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
 
         where = mirror(folder.path, resolved["wandb"])  # a copy of the finished folder; never raises
         if where:
-            print(f"wandb: {resolved['wandb']['mode']} run written to {where}", flush=True)
+            print(f"wandb: written to {where} (an offline run uploads with `wandb sync {where}`)", flush=True)
     return folder.path
 
 
