@@ -182,3 +182,44 @@ def test_progress_eta_and_heartbeat(capsys: Any) -> None:
     assert 2 <= len(beats) <= 4 and all("sample x: still decoding" in b for b in beats)
     line = headline({"accuracy": 0.98, "throughput_tokens_per_s": 1561.912345678901})
     assert line == "accuracy 98.0%, 1561.9 tokens/s"
+
+
+def test_a_speedup_over_a_contended_baseline_is_marked_too(tmp_path: Path) -> None:
+    base = write_run(tmp_path, "stepwise", tps=10.0)
+    mark(base, timing={"contended": True, "contended_why": "load average 5.0 on 2 usable cores"})
+    write_run(tmp_path, "ssd", tps=30.0, identical=1.0)
+    md = render(load_runs(tmp_path))["runs.md"]
+    ssd_line = next(line for line in md.splitlines() if "| ssd" in line)
+    assert "30.0 |" in ssd_line and "30.0†" not in ssd_line  # its own timing is fine ...
+    assert "3.00×†" in ssd_line  # ... its baseline's is not
+
+
+def test_no_arguments_runs_a_job_of_the_default_sweep() -> None:
+    from ssd.run import FIRST_JOB, check_choices
+
+    check_choices(FIRST_JOB)
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(FIRST_JOB))
+    assert cfg.model.path.endswith("assets/arith-llada") and cfg.model.name == "llada"
+    assert (cfg.benchmark.name, cfg.decoder.name) == ("arith", "ssd")
+    assert cfg.sweep == "default" and cfg.timing.paired and cfg.limit is None
+
+
+@pytest.mark.slow
+def test_no_arguments_end_to_end(tmp_path: Path) -> None:
+    """`python -m ssd.run` in an empty folder: offline, the embedded model, seconds."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ssd.run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("no arguments: the embedded default") and "reference: stepwise" in out
+    assert "accuracy 98.0%" in out.splitlines()[-1] and "paired speedup" in out.splitlines()[-1]
+    assert len(list((tmp_path / "results" / "runs").glob("llada-arith-*/summary.json"))) == 2

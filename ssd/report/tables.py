@@ -89,7 +89,7 @@ DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("NFE", True, lambda r: fmt(r["mean_nfe"], ".1f")),
     ("TPF", True, lambda r: fmt(r["tokens_per_forward"], ".2f")),
     ("tokens/s", True, lambda r: fmt(r["throughput_tokens_per_s"], ".1f") + _dagger(r)),
-    ("speedup", True, lambda r: fmt(r["speedup"], ".2f", "×") + _dagger(r)),
+    ("speedup", True, lambda r: fmt(r["speedup"], ".2f", "×") + ("†" if r.get("speed_suspect") else "")),
     ("paired speedup", True, lambda r: _paired(r)),
     ("peak memory", True, _peak_memory),
     ("device", False, lambda r: r["device"]),
@@ -148,8 +148,8 @@ LEGEND = (
     "recorded). paired speedup: median per-sample speedup over the reference decoder timed on the same "
     "sample right beside it (timing.paired=true), with its 95% bootstrap interval, on CPU time for a "
     "single-threaded CPU job (it leaves out waiting for a core), on wall time otherwise; robust to load. "
-    "†: timed while the machine was oversubscribed (summary.json timing.contended_why): that tokens/s and "
-    "speedup are not to be trusted."
+    "†: timed while the machine was oversubscribed (summary.json timing.contended_why), or its baseline "
+    "was: that tokens/s or speedup is not to be trusted."
 )
 
 
@@ -212,6 +212,9 @@ def csv_text(frame: pd.DataFrame) -> str:
 def render(runs: Runs, scope: str = "") -> dict[str, str]:
     """File name → content of each table file (`scope`: which runs these are, said under the title)."""
     frame = with_baselines(runs.frame)
+    # A speedup is as suspect as either of its two timings.
+    contended = set(frame.loc[frame["contended"].astype(bool), "run"])
+    frame["speed_suspect"] = frame["contended"].astype(bool) | frame["baseline_run"].isin(contended)
     headers = [h for h, _, _ in DISPLAY]
     right = [r for _, r, _ in DISPLAY]
     rows = display_rows(frame)
