@@ -149,11 +149,11 @@ def test_reports_default_to_the_latest_sweep_and_mark_contention(tmp_path: Path)
     assert scope.startswith("sweep second (the latest; also here: first, adhoc")
     assert set(choose(runs, all_sweeps=True)[0].frame["sweep"]) == {"first", "second", "adhoc"}
     assert set(choose(runs, ["first"])[0].frame["sweep"]) == {"first"}
-    md = render(shown, scope)["runs.md"]
+    md = render(shown, scope=scope)["runs.md"]
     assert "Runs of sweep second" in md
     ssd_line = next(line for line in md.splitlines() if "| ssd" in line)
     assert "30.0†" in ssd_line and "3.00×†" in ssd_line and "1.50× (1.40–1.60)" in ssd_line
-    csv = render(shown, scope)["runs.csv"]
+    csv = render(shown, scope=scope)["runs.csv"]
     assert "paired_speedup" in csv.splitlines()[0] and ",1.5,1.4,1.6,True," in csv
 
 

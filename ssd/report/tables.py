@@ -250,7 +250,7 @@ def write_tables(runs: Runs, out_dir: str | Path = DEFAULT_OUT, scope: str = "")
             f"no finished run folders ({runs.note()}): run some jobs first (make sweep), or pass --runs "
             f"with the folder that holds them"
         )
-    return write_files(out_dir, render(runs, scope))
+    return write_files(out_dir, render(runs, scope=scope))
 
 
 def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:
         runs, scope = choose(load_runs(args.runs or [DEFAULT_RUNS]), args.sweep, args.all_sweeps)
-        paths = write_tables(runs, args.out, scope)
+        paths = write_tables(runs, args.out, scope=scope)
     except SSDError as e:
         fail(e)
     print(f"tables: {scope}: {runs.note()} -> {', '.join(map(str, paths))}")
