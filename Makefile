@@ -8,7 +8,18 @@ EXTRAS ?= dev
 EXP    ?= default
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup data test test-all lint sweep sweep-slurm tiny tables plots paper clean
+.PHONY: help setup data test test-all lint sweep sweep-slurm tiny tables plots paper clean
+.DEFAULT_GOAL := help
+
+help:  ## this list
+	@echo "make sweep              the default sweep on the embedded model, then its tables and plots"
+	@echo "make sweep SWEEP=again  the same sweep again under a new label (new run folders) to compare with"
+	@echo "make test               the test suite without the slow tests (make test-all: with them)"
+	@echo "make tables / plots     results/tables, results/plots of the latest sweep (SWEEP=<label>: that one)"
+	@echo "make paper              the published Fast-dLLM/SSD numbers beside matching runs"
+	@echo "make sweep-slurm        the sweep as a Slurm job array (ARGS='hydra.launcher.partition=...')"
+	@echo "make setup / data / tiny / lint / clean   building blocks (EXP=<experiment>, ARGS=<overrides>)"
+	@echo "one job: .venv/bin/python -m ssd.run   (no arguments: SSD on the embedded model, seconds)"
 
 setup: $(STAMP)
 
@@ -34,18 +45,19 @@ lint: setup
 	$(BIN)/ruff check ssd tests scripts
 	$(BIN)/ruff format --check ssd tests scripts
 
-# The sweep, then the tables and Pareto plots of its runs (results/tables/, results/plots/).
+# The sweep, then the tables and Pareto plots of its runs (results/tables/, results/plots/). SWEEP=<label>
+# runs it under another label: the label is part of each run's identity, so that makes new run folders.
 sweep: setup data tiny
-	$(BIN)/python -m ssd.run -m +experiment=$(EXP) $(ARGS)
-	$(BIN)/python -m ssd.report.tables
-	$(BIN)/python -m ssd.report.plots
+	$(BIN)/python -m ssd.run -m +experiment=$(EXP) $(if $(SWEEP),sweep=$(SWEEP)) $(ARGS)
+	$(BIN)/python -m ssd.report.tables $(if $(SWEEP),--sweep $(SWEEP))
+	$(BIN)/python -m ssd.report.plots $(if $(SWEEP),--sweep $(SWEEP))
 
 # On a Slurm login node: one job array, one GPU per job (conf/hydra/launcher/submitit_slurm.yaml), e.g.
 # ARGS='hydra.launcher.partition=gpu'. Rerunning it after an interruption skips or resumes each job.
 sweep-slurm: setup data tiny
 	$(BIN)/python -m ssd.run -m +experiment=$(EXP) hydra/launcher=submitit_slurm $(ARGS)
 
-# Reports derived from the run folders in results/runs alone (SWEEP=<label>: only that sweep's runs).
+# Reports derived from the run folders in results/runs alone: the latest sweep's (SWEEP=<label>: that one).
 tables: setup
 	$(BIN)/python -m ssd.report.tables $(if $(SWEEP),--sweep $(SWEEP))
 

@@ -55,7 +55,7 @@ from ssd.models.base import DiffusionLM  # noqa: E402
 from ssd.models.cache import BlockForward  # noqa: E402
 from ssd.models.tiny import tiny_config  # noqa: E402
 
-# The published configurations (../shared/reference/algorithms.md).
+# The published configurations (docs/algorithms.md).
 SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
     "llada-8b": (
         "llada",

@@ -230,6 +230,17 @@ class WandbConfig:
 
 
 @dataclass
+class TimingConfig:
+    """How jobs are timed (ssd/results/timing.py). Threads change tokens/s, never tokens."""
+
+    # torch's intra-op CPU threads; null = torch's default (one per core). 1 by default: a job then never
+    # fights itself for cores, and on a shared machine its timings stay comparable (see the README).
+    threads: int | None = 1
+    # Also time the decoder's reference on each sample, interleaved, for a paired per-sample speedup.
+    paired: bool = False
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = MISSING
     decoder: DecoderConfig = MISSING
@@ -245,8 +256,9 @@ class RunConfig:
     check_lossless: bool | None = None
     seed: int = knob(0, Free("any integer seeds the per-sample seeds"))
     output_dir: str = "results/runs"  # one run folder per job below this
-    sweep: str = "adhoc"  # a label grouping the runs of one sweep
+    sweep: str = "adhoc"  # a label grouping the runs of one sweep; part of a run's identity (its hash)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
 
 
 def _draft_within_block(draft_length: int, block_length: int, least: int) -> list[str]:

@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ssd.config import RunConfig, parse_shard, register
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
+from ssd.results.progress import Progress, headline, heartbeat
 from ssd.results.runfolder import RunFolder, config_hash, first_difference, summarize
 from ssd.results.verify import verified_done
 from ssd.validate import check_config, check_device, hydra_errors
@@ -33,6 +34,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # here at import, so that it holds in a submitit job too (which imports this module to unpickle the task).
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 GROUPS = ("model", "decoder", "benchmark", "experiment")
+# What `python -m ssd.run` runs without arguments: a job of the default sweep, offline, in seconds on a CPU.
+FIRST_JOB = ("+experiment=default", "+experiment/arith=ssd_n4")
 # `group=a,b` with an optional `+`/`++` prefix; sweep functions and interpolations are left to Hydra.
 CHOICE = re.compile(r"^\+{0,2}(?P<group>" + "|".join(GROUPS) + r")=(?P<value>[^()\[\]{}$]*)$")
 
@@ -133,6 +136,11 @@ def reference_tokens(cfg: DictConfig, decoder: Any, models: dict[str, Any]) -> d
         return None
     ref_cfg = cfg.copy()
     ref_cfg.decoder = OmegaConf.structured(reference)
+    print(
+        f"reference: {reference.name}, the yardstick of {cfg.decoder.name}'s lossless check: an ordinary "
+        f"job, run first unless done (check_lossless=false skips it)",
+        flush=True,
+    )
     folder = RunFolder(run_job(ref_cfg, models))
     return {r["id"]: r["tokens"] for r in folder.read_samples()}
 
@@ -153,8 +161,15 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
 
     reset_peak_memory(_device(resolved["model"]["device"]))
     shard = parse_shard(resolved.get("shard"))
+    threads = resolved["timing"]["threads"]
+    if threads is not None and threads < 1:
+        raise SSDError(f"timing.threads={threads} must be at least 1, or null for torch's default")
+    from ssd.results.timing import paired_reference, set_threads
+
+    set_threads(threads)
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
+    paired = paired_reference(decoder) if resolved["timing"]["paired"] else None
     # (index in the unsharded job, sample): a sample keeps its index, and so its seed, in any shard
     indexed = list(enumerate(benchmark.samples()[: resolved["limit"]]))
     if shard is not None:
@@ -174,18 +189,20 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         todo = [(i, s) for i, s in indexed if s.id not in finished]
         print(f"run: {folder.path} ({len(finished)} of {len(samples)} samples already done)", flush=True)
         parts = (benchmark, decoder, model)
-        _generate(todo, len(samples), folder, parts, resolved["seed"], references, resolved["batch_size"])
-        summary = summarize(folder.read_samples(ids))  # from the file, as any later reader would see it
-        folder.write_summary(_summary(folder, resolved, summary, model))
-    print(
-        f"summary: {folder.summary_file} accuracy={summary['accuracy']} "
-        f"tokens/s={summary['throughput_tokens_per_s']}",
-        flush=True,
-    )
+        paired_name = None if paired is None else paired.cfg.name
+        progress = Progress(len(todo))
+        recorder = Recorder(folder, benchmark, model, references, len(samples), progress, paired_name)
+        _generate(todo, parts, resolved["seed"], recorder, resolved["batch_size"], paired)
+        records = folder.read_samples(ids)  # from the file, as any later reader would see it
+        summary = _summary(folder, resolved, records, model)
+        folder.write_summary(summary)
+    print(f"summary: {folder.summary_file}: {headline(summary)}", flush=True)
     if (resolved.get("wandb") or {}).get("mode", "disabled") != "disabled":
         from ssd.results.wandb_mirror import mirror
 
-        mirror(folder.path, resolved["wandb"])  # a copy of the finished folder; never raises
+        where = mirror(folder.path, resolved["wandb"])  # a copy of the finished folder; never raises
+        if where:
+            print(f"wandb: written to {where} (an offline run uploads with `wandb sync {where}`)", flush=True)
     return folder.path
 
 
@@ -215,25 +232,36 @@ def _prompts(todo: list[tuple[int, Any]], benchmark: Any, model: Any, gen_length
 
 def _generate(
     todo: list[tuple[int, Any]],
-    total: int,
-    folder: RunFolder,
     parts: tuple[Any, Any, Any],
     seed: int,
-    references: dict[str, list[int]] | None,
+    recorder: Recorder,
     batch_size: int,
+    paired: Any = None,
 ) -> None:
-    """Decode the remaining samples, batch_size prompts at a time; grade and record each one."""
+    """Decode the remaining samples, batch_size prompts at a time; grade and record each one. Each batch
+    is metered (CPU against wall time: ssd.results.timing); with a `paired` reference decoder, that
+    decoder runs the same batch right before or after it, alternating, and is timed the same way."""
     benchmark, decoder, model = parts
     prompts = _prompts(todo, benchmark, model, decoder.cfg.gen_length)
     if todo and model.device.type == "cuda":  # kernels, allocator and autotuning, outside the timings
         decoder.generate(model, prompts[todo[0][0]][1], seed=0)
-    recorder = Recorder(folder, benchmark, model, references, total)
-    for lo in range(0, len(todo), batch_size):
+        if paired is not None:
+            paired.generate(model, prompts[todo[0][0]][1], seed=0)
+    from ssd.results.timing import timed as _timed
+
+    for number, lo in enumerate(range(0, len(todo), batch_size)):
         batch = todo[lo : lo + batch_size]
         seeds = [sample_seed(seed, index) for index, _ in batch]
-        generations = decoder.generate_batch(model, [prompts[index][1] for index, _ in batch], seeds)
-        for (index, sample), sample_seed_, gen in zip(batch, seeds, generations, strict=True):
-            recorder.record(index, sample, prompts[index][0], sample_seed_, gen)
+        ids = [prompts[index][1] for index, _ in batch]
+        with heartbeat(f"sample {batch[0][1].id}"):
+            if paired is not None and number % 2:
+                references, ref_timing = _timed(paired, model, ids, seeds)
+            generations, timing = _timed(decoder, model, ids, seeds)
+            if paired is not None and not number % 2:
+                references, ref_timing = _timed(paired, model, ids, seeds)
+        refs = [None] * len(batch) if paired is None else [(r, ref_timing) for r in references]
+        for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, refs, strict=True):
+            recorder.record(index, sample, prompts[index][0], seed_, gen, timing, ref)
 
 
 @dataclass
@@ -245,19 +273,32 @@ class Recorder:
     model: Any
     references: dict[str, list[int]] | None
     total: int
+    progress: Progress
+    paired_name: str | None = None  # the decoder timed beside each sample (timing.paired)
 
     def decode(self, tokens: list[int]) -> str:
         return self.model.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def record(self, index: int, sample: Any, prompt: str, seed: int, gen: Any) -> None:
-        completion, generated = completion_and_count(
-            gen.tokens, self.model.stop_ids, self.decode, self.benchmark.cut
-        )
+    def count(self, tokens: list[int]) -> tuple[str, int]:
+        return completion_and_count(tokens, self.model.stop_ids, self.decode, self.benchmark.cut)
+
+    def record(
+        self, index: int, sample: Any, prompt: str, seed: int, gen: Any, timing: dict, ref: Any = None
+    ) -> None:
+        """`timing`: the metered batch (per sample); `ref`: the paired reference's (Generation, timing)."""
+        completion, generated = self.count(gen.tokens)
         score = self.benchmark.score(sample, completion)
         # Every Generation and Score field is recorded (tokens, nfe, forward_batch_sizes, wall_seconds,
         # accepted, extra; correct, extracted, details), so a new decoder statistic needs no runner change.
         record = {"id": sample.id, "index": index, "seed": seed, "prompt": prompt, "target": sample.target}
         record |= {"completion": completion, "generated_tokens": generated, **asdict(gen), **asdict(score)}
+        record["timing"] = timing
+        if ref is not None:
+            from ssd.results.timing import paired_record
+
+            ours = (generated, gen.wall_seconds, timing["cpu_seconds"])
+            theirs = (self.count(ref[0].tokens)[1], ref[0].wall_seconds, ref[1]["cpu_seconds"])
+            record["paired"] = paired_record(self.paired_name, ours, theirs)
         verdict = "correct" if score.correct else "wrong"
         if self.references is not None:
             diverges = first_difference(gen.tokens, self.references[sample.id])
@@ -267,22 +308,27 @@ class Recorder:
         self.folder.append_sample(record | {"correct": bool(score.correct)})
         print(
             f"[{index + 1}/{self.total}] {sample.id}: {verdict}, {generated} tokens, {gen.nfe} NFE, "
-            f"{gen.wall_seconds:.2f}s",
+            f"{gen.wall_seconds:.2f}s, {self.progress.step()}",
             flush=True,
         )
 
 
 def _summary(
-    folder: RunFolder, resolved: dict[str, Any], metrics: dict[str, Any], model: Any
+    folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any
 ) -> dict[str, Any]:
     from ssd.results.provenance import environment, peak_memory
+    from ssd.results.timing import contention, paired_summary, set_threads
 
     digest = config_hash(resolved)
     return {
         "run": folder.path.name,
         "config_hash": digest,
         "sweep": resolved["sweep"],
-        **metrics,
+        **summarize(samples),
+        # Whether the machine was oversubscribed while this job was timed (ssd/results/timing.py), and
+        # under timing.paired the median per-sample speedup over the interleaved reference.
+        "timing": contention(samples, set_threads(None), model.device.type),
+        "paired_speedup": paired_summary(samples, model.device.type, set_threads(None)),
         # This process's peak since the job started (a resumed job: since it resumed); what it measures
         # depends on the device: see ssd.results.provenance.PEAK_MEMORY_KINDS.
         **peak_memory(model.device),
@@ -308,6 +354,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(
+            f"no arguments: the embedded default, SSD (N=4) on arith, one job of `make sweep` (= python -m "
+            f"ssd.run {' '.join(FIRST_JOB)}); name model=, decoder=, benchmark= for anything else",
+            flush=True,
+        )
+        argv = list(FIRST_JOB)
     try:
         check_choices(argv)
     except SSDError as e:

@@ -108,3 +108,53 @@ def test_compare_sweeps_pairs_settings_and_keeps_each_sides_speedup(tmp_path: Pa
     assert list(table["tokens/s ratio"]) == [20.0, 20.0, 20.0]
     assert list(table["speedup [cpu]"]) == list(table["speedup [gpu]"]) == [1.0, 3.0, 2.5]
     assert list(table["device [gpu]"]) == ["NVIDIA H100 80GB HBM3"] * 3
+
+
+def test_notebook_shows_one_sweep_and_leaves_adhoc_runs_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu, _ = two_sweeps(tmp_path)
+    write_run(cpu, "stepwise", sweep="adhoc", model="elsewhere/other", tps=1.0)  # an unrelated ad-hoc run
+    nb = execute(monkeypatch, SSD_RUNS=str(cpu))
+    text = outputs(nb)
+    assert "one sweep, cpu (3 runs)" in text and "not shown: sweeps adhoc" in text
+    assert "other" not in cell_output(nb, "table = compare_sweeps")
+    speedups = {
+        line.split()[0]: line.split()[1] for line in cell_output(nb, "per_decoder = ").splitlines()[2:]
+    }
+    assert speedups == {"fast_dllm": "3.0", "ssd": "2.5", "stepwise": "1.0"}
+
+
+def test_notebook_says_when_two_sweeps_share_no_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_run(tmp_path, "stepwise", sweep="a", tps=10.0)
+    write_run(tmp_path, "stepwise", sweep="b", tps=10.0, model="elsewhere/other")
+    nb = execute(monkeypatch, SSD_RUNS=str(tmp_path))
+    assert "a and b share no setting" in outputs(nb)
+
+
+def test_notebook_runs_right_after_a_fresh_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default sweep's model and benchmark, a few arms and samples, through the real command line."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    runs = tmp_path / "runs"
+    command = [
+        sys.executable,
+        "-m",
+        "ssd.run",
+        "-m",
+        "+experiment=default",
+        "+experiment/arith=stepwise,ssd_n4,fast_dllm_t07",
+        "limit=3",
+        f"output_dir={runs}",
+        f"hydra.sweep.dir={tmp_path / 'hydra'}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    nb = execute(monkeypatch, SSD_RUNS=str(runs))
+    assert "one sweep, default (3 runs)" in outputs(nb)
+    assert "ssd N=4" in cell_output(nb, "table = compare_sweeps")

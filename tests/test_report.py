@@ -18,7 +18,7 @@ from ssd.report.tables import write_tables
 from ssd.results.runfolder import run_name
 
 REPO = Path(__file__).resolve().parent.parent
-ALGORITHMS = REPO.parent / "shared" / "reference" / "algorithms.md"
+ALGORITHMS = REPO / "docs" / "algorithms.md"
 H100 = ("cuda:0", "NVIDIA H100 80GB HBM3")
 CPU = ("cpu", "x86_64")
 KNOBS = {
@@ -196,6 +196,7 @@ def test_table_columns_rows_and_order(tmp_path: Path) -> None:
         "TPF",
         "tokens/s",
         "speedup",
+        "paired speedup",
         "projected speedup on H100",
         "peak memory",
         "device",
@@ -228,15 +229,16 @@ def test_table_columns_rows_and_order(tmp_path: Path) -> None:
         "3.10",
         "61.0",
         "3.05×",
+        "n/a",  # paired speedup: not timed paired
         "n/a",  # these synthetic summaries record no rows per forward: nothing to project
         "3.0 GiB",
         "cpu (x86_64)",
         "s1",
     ]
-    assert table[2][10] == "ref" and table[2][16] == "n/a"  # stepwise is the reference; no peak memory
+    assert table[2][10] == "ref" and table[2][17] == "n/a"  # stepwise is the reference; no peak memory
     assert table[3][9] == "-25.0" and table[3][10] == "50.0"
     assert table[12][14] == "2.00×"  # diffuspec against target_greedy
-    assert table[10][16] == "512.0 MiB RSS"  # a CPU's peak is the process's resident set
+    assert table[10][17] == "512.0 MiB RSS"  # a CPU's peak is the process's resident set
     tex = (tmp_path / "out" / "runs.tex").read_text(encoding="utf-8")
     assert r"fast\_dllm $\tau$=0.7" in tex and r"3.05$\times$" in tex and r"\bottomrule" in tex
     csv = (tmp_path / "out" / "runs.csv").read_text(encoding="utf-8").splitlines()

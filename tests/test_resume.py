@@ -36,8 +36,10 @@ TIMING_SUMMARY = {
     "peak_memory_bytes",
     "environment",
     "computed_from",  # the samples file's sha256: its records hold wall_seconds
+    "timing",  # CPU share and load average while timed
+    "paired_speedup",
 }
-TIMING_SAMPLE = {"wall_seconds"}
+TIMING_SAMPLE = {"wall_seconds", "timing", "paired"}  # timing: metered CPU/wall seconds, load
 _SWEEPS: dict[str, tuple[Path, Path]] = {}
 
 

@@ -156,7 +156,6 @@ def test_second_run_touches_nothing(
         benchmark=GSM8KConfig(num_fewshot=0, data_dir=str(data_dir)),
         limit=LIMIT,
         output_dir=str(finished.parent),
-        sweep="another",
     )
     assert run_job(as_object) == finished
     assert {p.name: p.stat().st_mtime_ns for p in sorted(finished.iterdir())} == before

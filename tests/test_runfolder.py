@@ -50,10 +50,11 @@ def record(
     }
 
 
-def test_hash_ignores_where_and_which_sweep_but_nothing_else() -> None:
+def test_hash_ignores_where_but_nothing_else() -> None:
     base = config_hash(resolved())
     assert len(base) == 64
-    assert config_hash(resolved(output_dir="/elsewhere", sweep="other")) == base
+    assert config_hash(resolved(output_dir="/elsewhere")) == base
+    assert config_hash(resolved(sweep="other")) != base  # a second sweep makes new run folders
     assert config_hash(resolved(seed=1)) != base
     assert config_hash(resolved(limit=4)) != base
     changed = resolved()
@@ -121,7 +122,7 @@ def test_write_config_records_once_and_rejects_a_different_one(tmp_path: Path) -
     folder.write_config(resolved())
     assert yaml.safe_load(folder.config_file.read_text()) == resolved()
     mtime = folder.config_file.stat().st_mtime_ns
-    folder.write_config(resolved(sweep="another", output_dir="/moved"))  # same job, seen from another sweep
+    folder.write_config(resolved(output_dir="/moved"))  # same job, seen from another output folder
     assert folder.config_file.stat().st_mtime_ns == mtime
     with pytest.raises(SSDError, match="differs from this job's config"):
         folder.write_config(resolved(seed=7))

@@ -159,7 +159,10 @@ def test_offline_one_run_per_job_grouped_by_sweep(
         check_mirrored(run_dir, folder)
         # The run folder stays exactly what it is without W&B.
         assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "samples.jsonl", "summary.json"]
-    assert "warning" not in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "warning" not in printed.err
+    wrote = [line.split()[3] for line in printed.out.splitlines() if line.startswith("wandb: written to ")]
+    assert len(wrote) == 2 and all(Path(w).is_dir() for w in wrote)  # the job says where W&B wrote
     # A finished job is skipped, and not mirrored twice.
     run_job(job(tiny_checkpoints["llada"], data_dir, tmp_path / "runs", "none"))
     assert len(offline_runs(wandb_dir)) == 2

@@ -132,6 +132,7 @@ class BlockDecoder(Decoder):
     ) -> list[Generation]:
         if self.cfg.bit_exact and len(prompts) > 1:
             return super().generate_batch(model, prompts, seeds)
+        prompts = [model.decoding_prompt(p) for p in prompts]
         n, width, device = len(prompts), max(map(len, prompts)), model.device
         pads = [width - len(p) for p in prompts]
         x = torch.tensor(

@@ -50,6 +50,7 @@ class TargetGreedy(Decoder):
 
     def generate(self, model: DiffusionLM, prompt_ids: list[int], seed: int = 0) -> Generation:
         target, stops = self.target(model), model.stop_ids
+        prompt_ids = target.decoding_prompt(prompt_ids)
         out: list[int] = []
         with Timer(model.device) as timer, torch.inference_mode():
             kv, pending = target.start(prompt_ids)
@@ -86,6 +87,7 @@ class DiffuSpec(TargetGreedy):
 
     def generate(self, model: DiffusionLM, prompt_ids: list[int], seed: int = 0) -> Generation:
         c, target, stops = self.cfg, self.target(model), model.stop_ids
+        prompt_ids = target.decoding_prompt(prompt_ids)  # the same start as TargetGreedy's
         ngram = NGram(c.ngram, len(model.tokenizer))
         out: list[int] = []
         accepted, accepted_drafts, draft_lengths, k = [], [], [], c.k_init

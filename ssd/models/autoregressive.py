@@ -23,6 +23,12 @@ class AutoregressiveLM:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
         self.eos_id = model.config.eos_token_id
+        bos = model.config.bos_token_id
+        self.bos_id = self.eos_id if bos is None else bos  # what an empty prompt starts from
+
+    def decoding_prompt(self, prompt: list[int]) -> list[int]:
+        """A causal LM needs a token to predict the first one from: an empty prompt becomes [BOS]."""
+        return list(prompt) or [self.bos_id]
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str = "auto", device: str = "auto") -> AutoregressiveLM:

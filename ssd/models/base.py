@@ -27,6 +27,7 @@ class DiffusionLM(nn.Module, ABC):
 
     mask_id: int
     eos_id: int
+    bos_id: int
     max_length: int
 
     def __init__(self) -> None:
@@ -52,6 +53,12 @@ class DiffusionLM(nn.Module, ABC):
         """Logits [B, W, V] from final hidden states (the output norm included)."""
 
     # --- the contract decoders use ------------------------------------------------------------------
+    def decoding_prompt(self, prompt: list[int]) -> list[int]:
+        """The prompt as the frame decodes it. A model that predicts token i from position i-1 (Dream) has
+        no predictor for the first generated token of an empty prompt: there it becomes [BOS], as an
+        autoregressive model would start (docs/algorithms.md)."""
+        return [self.bos_id] if not prompt and self.predicts_from_previous_position else list(prompt)
+
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str = "auto", device: str = "auto") -> DiffusionLM:
         """Load an official checkpoint from a local folder or a hub id (see ssd/models/checkpoint.py)."""

@@ -1,6 +1,6 @@
 """Fast-dLLM's caches, and `BlockForward`: the one door through which decoders call a model.
 
-Semantics (../shared/reference/algorithms.md):
+Semantics (docs/algorithms.md, "Caches"):
 - none: every forward runs the full sequence.
 - prefix: a refresh (a full forward at the block start) keeps the keys/values of `[:start]`; later
   forwards feed `x[start:]` against them.
@@ -298,7 +298,7 @@ class BlockForward:
 
 def resolve_layout(layout: VerifyLayout, device: torch.device) -> VerifyLayout:
     """auto: the tree on a GPU (one read of the cache for all candidates: ~1.1x one forward for 6 on
-    an H100, against 1.3-2x for the batch; ../shared/reference/gpu-forward-cost.md), the batch on a CPU
+    an H100, against 1.3-2x for the batch; docs/algorithms.md, "One forward on a GPU"), the batch on a CPU
     (compute-bound, where the tree's extra small operations cost more than the cache copies save)."""
     if layout is not VerifyLayout.auto:
         return layout

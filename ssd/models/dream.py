@@ -106,7 +106,7 @@ class Dream(DiffusionLM):
         if not c.tie_word_embeddings:
             self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
         self.rotary = Rotary(c.hidden_size // c.num_attention_heads, c.rope_theta, full_precision=False)
-        self.mask_id, self.eos_id = c.mask_token_id, c.eos_token_id
+        self.mask_id, self.eos_id, self.bos_id = c.mask_token_id, c.eos_token_id, c.bos_token_id
         self.max_length = c.max_position_embeddings
 
     @classmethod
@@ -129,7 +129,9 @@ class Dream(DiffusionLM):
     def aligned_logits(self, hidden: torch.Tensor, offset: int, a: int, b: int) -> torch.Tensor:
         """Token i is predicted at position i-1. The window's first position has no predictor inside
         the window (position 0 of a sequence, or the block start under a cache): its row is zeros, a
-        uniform distribution, and decoders never read it (BlockForward.first_position_from_refresh)."""
+        uniform distribution, and decoders never read it: a block start under a cache is committed at the
+        refresh (BlockForward.first_position_from_refresh), and position 0 is never generated, since an
+        empty prompt is decoded as [BOS] (DiffusionLM.decoding_prompt)."""
         lo, hi = a - 1 - offset, b - 1 - offset
         if lo >= 0:
             return self.head(hidden[:, lo:hi])

@@ -1,7 +1,10 @@
 """Building blocks shared by the LLaMA-like bodies of LLaDA and Dream.
 
-The op order follows transformers' Llama/Qwen2 eager code, so that with the same weights our forwards
-can be checked against them (tests/test_models.py).
+RMSNorm, RoPE and SwiGLU follow transformers' Llama/Qwen2 op order. Attention does not: it goes through
+torch's `scaled_dot_product_attention` (grouped heads repeated), while transformers' eager attention
+computes softmax(QK^T / sqrt(d)) in float32 and then multiplies by V. Same function, different kernels and
+reduction order, so our forwards match transformers' within float tolerance, not bit for bit
+(tests/test_models.py checks it at 1e-5). docs/algorithms.md lists this among the known differences.
 """
 
 from __future__ import annotations

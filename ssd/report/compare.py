@@ -14,6 +14,7 @@ import pandas as pd
 
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
+from ssd.report.select import ADHOC, latest_sweep, sweeps_by_time
 
 SETTING = (
     "model",
@@ -36,6 +37,8 @@ METRICS = (
     "tokens_per_forward",
     "throughput_tokens_per_s",
     "speedup",
+    "paired_speedup",  # robust to load (timing.paired): compare these across machines and sessions
+    "contended",
     "device",
 )
 
@@ -46,23 +49,55 @@ def repo_root(start: Path | None = None) -> Path:
     return next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here)
 
 
+def plan(frame: pd.DataFrame, a: str | None = None, b: str | None = None) -> tuple[str, ...]:
+    """What the notebook shows: two sweeps (`pick_sweeps`) when two were named or two exist, else the one
+    sweep there is (its decoders against its stepwise runs). Ad-hoc runs are no sweep: they are shown
+    only when named, or when nothing else is there."""
+    named = [s for s in sweeps_by_time(frame) if s != ADHOC]
+    if a is not None or b is not None or len(named) >= 2:
+        return pick_sweeps(frame, a, b)
+    only = latest_sweep(frame)
+    if only is None:
+        raise SSDError("no finished runs to show: run `make sweep` first, or set SSD_RUNS")
+    return (only,)
+
+
 def pick_sweeps(frame: pd.DataFrame, a: str | None = None, b: str | None = None) -> tuple[str, str]:
-    """The two sweep labels to compare: the given ones (checked), else the first two in sorted order."""
-    known = sorted(set(frame["sweep"]))
+    """The two sweep labels to compare: the given ones (checked), else the two latest sweeps (older
+    first; ad-hoc runs only when named)."""
+    known = sweeps_by_time(frame)
     for label in (a, b):
         if label is not None and label not in known:
             raise SSDError(f"no finished run of sweep '{label}': {did_you_mean(label, known)}")
-    rest = [s for s in known if s not in (a, b)]
-    if a is None and rest:
-        a = rest.pop(0)
+    rest = [s for s in known if s not in (a, b) and s != ADHOC]
     if b is None and rest:
-        b = rest.pop(0)
+        b = rest.pop()
+    if a is None and rest:
+        a = rest.pop()
     if a is None or b is None or a == b:
         raise SSDError(
-            f"need two different sweeps to compare, found {known or 'none'}: run a second sweep "
-            f"(sweep=<label>) or point SSD_RUNS_A and SSD_RUNS_B at two folders"
+            f"need two different sweeps to compare, found {known or 'none'}: make a second one with "
+            f"`make sweep SWEEP=<label>`, or point SSD_RUNS_A and SSD_RUNS_B at two folders"
         )
     return a, b
+
+
+def decoders_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One sweep's runs (a frame from `with_baselines`): each decoder against its stepwise baseline."""
+    columns = {
+        "model": "model",
+        "benchmark": "benchmark",
+        "decoder_label": "decoder",
+        "cache": "cache",
+        "accuracy": "accuracy",
+        "identical_rate": "identical",
+        "tokens_per_forward": "TPF",
+        "throughput_tokens_per_s": "tokens/s",
+        "speedup": "speedup",
+        "paired_speedup": "paired speedup",
+        "contended": "contended",
+    }
+    return frame.loc[:, list(columns)].rename(columns=columns).reset_index(drop=True)
 
 
 def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:

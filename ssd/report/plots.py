@@ -3,8 +3,10 @@
 Two figures under `results/plots/`: accuracy against throughput (tokens/s, log x) and accuracy against
 tokens per forward, one panel per model × benchmark, one marker per decoder, each point labelled with its
 knob (N, τ, f) and with whatever else varies inside its panel (cache, block, gen length, device, sweep).
-The Pareto frontier (no other run both more accurate and faster) is drawn as a step line; stepwise, the
-lossless reference, is the black star.
+The Pareto frontier (no other run both more accurate and faster) of the dLLM decoders is drawn as a step
+line (the autoregressive target_greedy is a point of comparison, off it); stepwise, the lossless
+reference, is the black star. In the throughput plot a hollow marker is a run timed while the machine was
+oversubscribed (summary.json timing.contended): its speed is not to be trusted.
 
 The same run folders give byte-identical PNGs: the Agg canvas is used directly (no pyplot, no global
 backend), the style is matplotlib's default whatever the user's matplotlibrc, points are drawn in the
@@ -61,6 +63,7 @@ CONTEXT = (
 
 BLOCK_CONTEXT = ("cache", "block_length", "gen_length")
 BLOCKLESS = ("target_greedy", "diffuspec")  # decoders of an autoregressive target: no blocks, no cache
+AUTOREGRESSIVE = ("target_greedy",)  # baselines shown beside the dLLM decoders, off their frontier
 
 
 def style(decoder: str, others: Sequence[str]) -> dict[str, Any]:
@@ -186,23 +189,28 @@ def _panel(ax: Any, renderer: Any, panel: pd.DataFrame, x: str, log: bool, decod
     lo, hi = _limits(ys, False, 6.0)
     ax.set_ylim(max(lo, -0.1 * (hi - lo)), min(hi, 100 + 0.1 * (hi - lo)))
     ax.set_yticks([y for y in ax.get_yticks() if 0 <= y <= 100])  # a margin, but no tick below 0 or above 100
-    front = pareto_front(list(zip(xs, ys, strict=True)))
+    # The frontier is the dLLM decoders': an autoregressive baseline is a point of comparison, not an option.
+    on = [i for i, d in enumerate(panel["decoder"]) if d not in AUTOREGRESSIVE]
+    front = [on[i] for i in pareto_front([(xs[i], ys[i]) for i in on])]
     fx, fy = [xs[i] for i in front], [ys[i] for i in front]
+    contended = [bool(c) for c in panel.get("contended", pd.Series(False, index=panel.index))]
     ax.plot(fx, fy, drawstyle="steps-post", color="0.6", lw=1.2, ls="--", zorder=1)
     ax.scatter(fx, fy, s=260, facecolors="none", edgecolors="0.6", lw=0.8, zorder=2)
     for decoder in sorted(set(panel["decoder"]), key=lambda d: (DECODER_ORDER + (d,)).index(d)):
-        rows = [i for i, d in enumerate(panel["decoder"]) if d == decoder]
         s = style(decoder, decoders)
-        ax.scatter(
-            [xs[i] for i in rows],
-            [ys[i] for i in rows],
-            marker=s["marker"],
-            c=s["color"],
-            s=s["s"],
-            zorder=s["zorder"],
-            edgecolors="white",
-            linewidths=0.6,
-        )
+        for hollow in (False, True):  # hollow: timed under CPU contention, its speed is not to be trusted
+            rows = [i for i, d in enumerate(panel["decoder"]) if d == decoder and contended[i] == hollow]
+            if rows:
+                ax.scatter(
+                    [xs[i] for i in rows],
+                    [ys[i] for i in rows],
+                    marker=s["marker"],
+                    facecolors="none" if hollow else s["color"],
+                    edgecolors=s["color"] if hollow else "white",
+                    s=s["s"],
+                    zorder=s["zorder"],
+                    linewidths=1.2 if hollow else 0.6,
+                )
     ax.grid(True, which="major", color="0.9", lw=0.6)
     if log:
         ax.grid(True, which="minor", color="0.95", lw=0.4)
@@ -216,6 +224,8 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
         not (missing(a) or missing(v) or v <= 0) for a, v in zip(frame["accuracy"], frame[x], strict=True)
     ]
     frame = frame[usable]
+    if kind != "throughput" and "contended" in frame:  # TPF counts forwards: load does not change it
+        frame = frame.assign(contended=False)
     if frame.empty:
         raise SSDError(f"no finished run has both an accuracy and a {x}: nothing to plot")
     groups = list(dict.fromkeys(zip(frame["model"], frame["benchmark"], strict=True)))
@@ -241,10 +251,17 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
             for d in sorted(decoders, key=lambda d: d != "stepwise")  # the reference first
         ]
         frontier = {"markerfacecolor": "none", "markersize": 13, "marker": "o"}
-        handles.append(Line2D([], [], ls="--", color="0.6", label="Pareto frontier", **frontier))
-        legend_rows = math.ceil(len(handles) / 4)
+        front = "Pareto frontier (dLLM)"
+        handles.append(Line2D([], [], ls="--", color="0.6", label=front, **frontier))
+        if kind == "throughput" and "contended" in frame and frame["contended"].any():
+            hollow = {"marker": "o", "markerfacecolor": "none", "markeredgecolor": "0.3", "markersize": 7}
+            handles.append(Line2D([], [], ls="", label="hollow: CPU contended", **hollow))
+        per_row = 4 if ncols > 1 else 3  # one panel is 6.4 inches wide: three entries fit a row
+        legend_rows = math.ceil(len(handles) / per_row)
         bottom = (0.25 + 0.22 * legend_rows) / fig.get_figheight()
-        fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False, fontsize=9)
+        fig.legend(
+            handles=handles, loc="lower center", ncol=min(per_row, len(handles)), frameon=False, fontsize=9
+        )
         for ax in axes.flat[len(groups) :]:
             ax.set_visible(False)
         for ax, (model, benchmark) in zip(axes.flat, groups, strict=False):
@@ -280,16 +297,17 @@ def write_plots(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from ssd.report.select import choose
     from ssd.report.tables import parser
     from ssd.run import fail
 
     args = parser("Pareto plots of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:
-        runs = load_runs(args.runs or [DEFAULT_RUNS]).only(args.sweep)
+        runs, scope = choose(load_runs(args.runs or [DEFAULT_RUNS]), args.sweep, args.all_sweeps)
         paths = write_plots(runs, args.out)
     except SSDError as e:
         fail(e)
-    print(f"plots: {runs.note()} -> {', '.join(map(str, paths))}")
+    print(f"plots: {scope}: {runs.note()} -> {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":

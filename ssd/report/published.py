@@ -1,4 +1,4 @@
-"""Published numbers, transcribed exactly from the papers (as gathered in ../shared/reference/algorithms.md).
+"""Published numbers, transcribed exactly from the papers (as gathered in docs/algorithms.md).
 
 Data only: ssd/report/paper.py renders it beside our runs. Every accuracy is in percent, every throughput
 in generated tokens per second on the authors' A100, and a table's numbers are kept in the paper's order.

@@ -23,6 +23,7 @@ from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.report.shards import merge, setting_key
 from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY
+from ssd.results.timing import report_fields
 from ssd.results.verify import verify
 
 DEFAULT_RUNS = Path("results/runs")
@@ -273,6 +274,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "peak_memory_kind": summary.get("peak_memory_kind"),  # cuda (allocator peak) | cpu (process RSS)
         "device": device_label(summary.get("environment")),
         "config_hash": str(summary.get("config_hash", "")),
+        **report_fields(summary),
     }
 
 

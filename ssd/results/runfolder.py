@@ -31,8 +31,10 @@ SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 STAMP = "computed_from"  # in summary.json: the samples.jsonl it was computed from (ssd/results/verify.py)
 TEMPS = ".*.tmp-*"  # atomic_write_text's temporary files
-# Where results go, which sweep asked for them and where they are mirrored do not change what is computed.
-UNHASHED = ("output_dir", "sweep", "wandb")
+# Where results go and where they are mirrored do not change what is computed. The sweep label does not
+# either, but it is hashed: a run is timed within its sweep, so a new label makes new run folders (and a
+# second sweep to compare with the first), while the jobs of one sweep still share their reference runs.
+UNHASHED = ("output_dir", "wandb")
 
 
 def hashed_part(resolved: dict[str, Any]) -> dict[str, Any]:
