@@ -175,12 +175,16 @@ class Cage:
         """Kill everything the program started; what was used and what (if anything) survived."""
         self.find_init(wait=0.5 if self.proc.poll() is None else 0.0)
         found: dict[str, Any] = {}
-        if self.cgroup is not None:
-            found["cgroup_members_killed"] = self.cgroup.kill()
-        if self.init_pidfd is not None:
+        if self.init_pidfd is not None:  # the namespace dies with its init; the launcher reaps it and ends
             with suppress(OSError):
                 signal.pidfd_send_signal(self.init_pidfd, signal.SIGKILL)
             os.close(self.init_pidfd)
+            launcher = _pidfd(self.proc.pid)
+            if launcher is not None:
+                select.select([launcher], [], [], 1.0)
+                os.close(launcher)
+        if self.cgroup is not None:
+            found["cgroup_members_killed"] = self.cgroup.kill()
         with suppress(OSError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()

@@ -133,7 +133,7 @@ class Cgroup:
 
     def describe(self) -> dict[str, Any]:
         kill = "cgroup.kill" if self.kill_file is not None else "signal each member"
-        return {"cgroup": str(self.dirs[0].name), "kill": kill, **self.limits}
+        return {"cgroup": str(self.dirs[0].name), "cgroup_kill": kill, **self.limits}
 
 
 def create(name: str, pids_max: int, memory_bytes: int) -> Cgroup | None:

@@ -37,7 +37,7 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 def _libc():
-    import ctypes
+    import ctypes  # imported before the uid changes: the new uid may not read the interpreter's prefix
 
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -49,7 +49,7 @@ def _libc():
 
 
 def _drop(spec):
-    import resource
+    import resource  # noqa: I001 - before the uid changes (see _libc)
 
     for name, soft, hard in spec["rlimits"]:
         resource.setrlimit(getattr(resource, name), (soft, hard))
@@ -102,6 +102,7 @@ def _build_root(call, spec):
 
 def _namespaced(spec):
     call = _libc()
+    call("prctl", 1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: the launcher dies with the harness
     call("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
     init = os.fork()
     if init:
@@ -125,7 +126,9 @@ def _namespaced(spec):
 
 def _launch(spec, cwd):
     try:
+        call = _libc()
         _drop(spec)
+        call("prctl", 1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL (after the uid change, which resets it)
         os.chdir(cwd)
         os.execve(spec["argv"][0], spec["argv"], spec["env"])
     except BaseException as e:
