@@ -93,6 +93,8 @@ class Cage:
         self.init_pidfd: int | None = None
         self.ns: str | None = None
         self.info_r: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.stopped = False
 
     def start(self, server_argv: list[str], pass_fds: tuple[int, ...], out: Any, err: Any) -> None:
         mech, limits = self.mech, self.limits
@@ -106,6 +108,7 @@ class Cage:
         if self.uid is not None:  # as root: the sandbox uid is this program's alone, so NPROC counts it
             rlimits.append(("RLIMIT_NPROC", limits.nproc, limits.nproc))
         info_r, info_w = os.pipe() if mech.isolation != "none" else (None, None)
+        self.info_r = info_r
         spec: dict[str, Any] = {
             "mode": mech.isolation,
             "cgroups": self.cgroup.procs if self.cgroup else [],
@@ -134,19 +137,20 @@ class Cage:
             spec["env"] = {**MIN_ENV, "HOME": work, "TMPDIR": work}
             spec["cwd"] = work
         fds = tuple(fd for fd in (*pass_fds, info_w) if fd is not None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            cwd=self.hostdir,
-            env=MIN_ENV,
-            start_new_session=True,
-            pass_fds=fds,
-        )
-        if info_w is not None:
-            os.close(info_w)
-            self.info_r = info_r
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.hostdir,
+                env=MIN_ENV,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+        finally:
+            if info_w is not None:
+                os.close(info_w)
 
     def find_init(self, wait: float) -> None:
         """The pid namespace's init, from the info fd (bwrap's --info-fd or the launcher's)."""
@@ -173,6 +177,15 @@ class Cage:
 
     def stop(self) -> dict[str, Any]:
         """Kill everything the program started; what was used and what (if anything) survived."""
+        if self.stopped:
+            return {}
+        self.stopped = True
+        if self.proc is None:  # never started
+            if self.info_r is not None:
+                os.close(self.info_r)
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            return {"survivors": 0}
         self.find_init(wait=0.5 if self.proc.poll() is None else 0.0)
         found: dict[str, Any] = {}
         if self.init_pidfd is not None:  # the namespace dies with its init; the launcher reaps it and ends

@@ -81,10 +81,12 @@ class Cgroup:
         return [str(d / "cgroup.procs") for d in self.dirs]
 
     def members(self) -> list[int]:
+        """Processes in the groups and in any group below them."""
         pids: set[int] = set()
         for d in self.dirs:
-            with suppress(OSError, ValueError):
-                pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+            for procs in d.rglob("cgroup.procs"):
+                with suppress(OSError, ValueError):
+                    pids.update(int(p) for p in procs.read_text().split())
         return sorted(pids)
 
     def kill(self) -> int:
@@ -124,16 +126,25 @@ class Cgroup:
 
     def remove(self) -> None:
         for d in self.dirs:
-            for i in range(100):  # the last members may take a moment to be reaped
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.0005 * min(i + 1, 10))
+            _rmdir(d)
 
     def describe(self) -> dict[str, Any]:
         kill = "cgroup.kill" if self.kill_file is not None else "signal each member"
         return {"cgroup": str(self.dirs[0].name), "cgroup_kill": kill, **self.limits}
+
+
+def _rmdir(path: Path) -> None:
+    """Remove a group and the (empty) groups below it, e.g. those of a harness that was killed."""
+    with suppress(OSError):
+        for sub in path.iterdir():
+            if sub.is_dir():
+                _rmdir(sub)
+    for i in range(100):  # the last members may take a moment to be reaped
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.0005 * min(i + 1, 10))
 
 
 def create(name: str, pids_max: int, memory_bytes: int) -> Cgroup | None:

@@ -144,53 +144,22 @@ def _run_one(job: Job, limits: Limits, mech: Mechanism) -> Result:
     slot = _SLOTS.acquire()
     uid = slot_uid(slot) if mech.drop_uid else None
     hostdir = tempfile.mkdtemp(prefix="ssd-sandbox-")
-    pipes: list[int] = []
+    cage = Cage(mech, limits, hostdir, uid, f"ssd-sandbox-{os.getpid()}-{slot}-{secrets.token_hex(4)}")
     try:
         os.chmod(hostdir, 0o755)
         for name, text in (("candidate.py", job.code), ("wire.py", _source("wire.py"))):
             Path(hostdir, name).write_text(text, encoding="utf-8")
         Path(hostdir, "serve.py").write_text(_source("serve.py"), encoding="utf-8")
-        request_r, request_w = os.pipe()
-        reply_r, reply_w = os.pipe()
-        verdict_r, verdict_w = os.pipe()
-        pipes += [request_r, request_w, reply_r, reply_w, verdict_r, verdict_w]
-        nproc = limits.nproc if mech.isolation == "bwrap" and uid is None else 0
-        server = [mech.python, "-I", "/srv/serve.py", str(request_r), str(reply_w), str(nproc)]
-        cage = Cage(mech, limits, hostdir, uid, f"ssd-sandbox-{os.getpid()}-{slot}-{secrets.token_hex(4)}")
         temp = tempfile.TemporaryFile
         with temp() as out, temp() as err, temp() as cerr:
             start = time.perf_counter()
-            cage.start(server, (request_r, reply_w), out, err)
-            for fd in (request_r, reply_w):
-                os.close(fd)
-                pipes.remove(fd)
-            checker = subprocess.Popen(
-                [mech.python, "-I", str(HERE / "checker.py"), str(reply_r), str(request_w), str(verdict_w)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=cerr,
-                cwd=hostdir,
-                env=MIN_ENV,
-                pass_fds=(reply_r, request_w, verdict_w),
-            )
-            for fd in (reply_r, request_w, verdict_w):
-                os.close(fd)
-                pipes.remove(fd)
-            spec = {"prelude": job.prelude, "tests": job.tests, "remote": list(job.remote)}
-            cage.find_init(wait=limits.timeout)
-            with suppress(OSError), checker.stdin:  # type: ignore[union-attr]
-                checker.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
-            left = max(0.01, limits.timeout - (time.perf_counter() - start))
-            # Readable once the checker wrote its verdict or ended (polling wait(timeout) would be slower).
-            timed_out = not select.select([verdict_r], [], [], left)[0]
-            if timed_out:
-                checker.kill()
-            checker.wait()
+            try:
+                verdict, timed_out = _exchange(job, limits, mech, cage, (out, err, cerr))
+            except OSError as e:  # an interpreter or bwrap that cannot be started
+                verdict, timed_out = {"passed": False, "reason": f"sandbox could not start: {e}"}, False
+                err.write(f"ssd-sandbox: launch failed: {e}\n".encode())
             wall = time.perf_counter() - start
             contained = cage.stop()
-            with os.fdopen(verdict_r, "rb") as f:
-                pipes.remove(verdict_r)
-                verdict = _verdict(f.read(), cerr)
             stdout, stdout_size = _read(out, limits.output_bytes)
             stderr, stderr_size = _read(err, limits.output_bytes)
         status = _status(verdict, timed_out, stderr, max(stdout_size, stderr_size), limits)
@@ -199,10 +168,55 @@ def _run_one(job: Job, limits: Limits, mech: Mechanism) -> Result:
             details["reason"] = str(verdict.get("reason", ""))[:1000]
         return Result(status == "passed", status, stdout, stderr, wall, details)
     finally:
-        for fd in pipes:
-            os.close(fd)
+        cage.stop()  # a second stop does nothing; a first one here means an exception above
         shutil.rmtree(hostdir, ignore_errors=True)
         _SLOTS.release(slot)
+
+
+def _exchange(job: Job, limits: Limits, mech: Mechanism, cage: Cage, files: tuple) -> tuple[dict, bool]:
+    """Start the candidate and the checker, joined by two pipes (a third for the verdict); (verdict, timed
+    out)."""
+    out, err, cerr = files
+    start = time.perf_counter()
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    verdict_r, verdict_w = os.pipe()
+    try:
+        nproc = limits.nproc if mech.isolation == "bwrap" and cage.uid is None else 0
+        server = [mech.python, "-I", "/srv/serve.py", str(request_r), str(reply_w), str(nproc)]
+        cage.start(server, (request_r, reply_w), out, err)
+        for fd in (request_r, reply_w):
+            os.close(fd)
+        request_r = reply_w = -1
+        checker = subprocess.Popen(
+            [mech.python, "-I", str(HERE / "checker.py"), str(reply_r), str(request_w), str(verdict_w)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=cerr,
+            cwd=cage.hostdir,
+            env=MIN_ENV,
+            pass_fds=(reply_r, request_w, verdict_w),
+        )
+        for fd in (reply_r, request_w, verdict_w):
+            os.close(fd)
+        reply_r = request_w = verdict_w = -1
+        spec = {"prelude": job.prelude, "tests": job.tests, "remote": list(job.remote)}
+        cage.find_init(wait=limits.timeout)
+        with suppress(OSError), checker.stdin:  # type: ignore[union-attr]
+            checker.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
+        left = max(0.01, limits.timeout - (time.perf_counter() - start))
+        # Readable once the checker wrote its verdict or ended (polling wait(timeout) would be slower).
+        timed_out = not select.select([verdict_r], [], [], left)[0]
+        if timed_out:
+            checker.kill()
+        checker.wait()
+        with os.fdopen(verdict_r, "rb") as f:
+            verdict_r = -1
+            return _verdict(f.read(), cerr), timed_out
+    finally:
+        for fd in (request_r, request_w, reply_r, reply_w, verdict_r, verdict_w):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _verdict(data: bytes, checker_stderr: Any) -> dict[str, Any]:
