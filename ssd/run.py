@@ -115,6 +115,8 @@ def _parts(cfg: DictConfig, models: dict[str, Any]) -> tuple[Any, Any, Any]:
     from ssd.models import MODELS
 
     benchmark = BENCHMARKS.get(cfg.benchmark.name)(OmegaConf.to_object(cfg.benchmark))
+    if hasattr(benchmark, "isolation"):  # a code benchmark refuses here, before a model loads, if no sandbox
+        benchmark.isolation()
     decoder = DECODERS.get(cfg.decoder.name)(OmegaConf.to_object(cfg.decoder))
     m = cfg.model
     key = OmegaConf.to_yaml(m)
@@ -149,6 +151,7 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         raise SSDError(
             f"limit={resolved['limit']} is negative: pass limit=N with N >= 0, or limit=null for all"
         )
+    from ssd.benchmarks.sandbox import isolation_used
     from ssd.results.provenance import reset_peak_memory
 
     reset_peak_memory(_device(resolved["model"]["device"]))
@@ -177,7 +180,8 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         print(f"run: {folder.path} ({len(finished)} of {len(samples)} samples already done)", flush=True)
         parts = (benchmark, decoder, model)
         _generate(todo, len(samples), folder, parts, resolved["seed"], references, resolved["batch_size"])
-        summary = summarize(folder.read_samples(ids))  # from the file, as any later reader would see it
+        records = folder.read_samples(ids)  # from the file, as any later reader would see it
+        summary = summarize(records) | isolation_used(records)
         folder.write_summary(_summary(folder, resolved, summary, model))
     print(
         f"summary: {folder.summary_file} accuracy={summary['accuracy']} "

@@ -177,7 +177,7 @@ def test_mbpp_stop_and_program(mb):
     s = mb["11"]
     job = bench.job(s, "CODE")
     assert (job.code, job.tests, job.remote) == ("CODE", "\n".join(s.meta["test_list"]), ("remove_Occ",))
-    tree = bench.job(mb["367"], "CODE")  # the setup builds inputs in the sandbox; the asserts pass them by name
+    tree = bench.job(mb["367"], "CODE")  # the setup builds inputs in the sandbox; asserts pass them by name
     assert tree.code.startswith("CODE\nroot = Node(1)")
     assert tree.remote == ("is_tree_balanced", "root", "root1", "root2")
 

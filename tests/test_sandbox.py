@@ -368,3 +368,26 @@ def test_a_sandbox_that_cannot_start_is_reported_not_passed():
     )
     assert not result.passed and result.status in ("sandbox_error", "failed")
     assert result.details["survivors"] == 0
+
+
+# --- where the isolation is shown: summary.json and the tables ------------------------------------
+
+
+def test_the_isolation_reaches_the_summary_and_the_tables(tmp_path):
+    from ssd.benchmarks.sandbox import isolation_used
+    from ssd.report import load_runs
+    from ssd.report.tables import render
+    from tests.test_report import write_run
+
+    records = [{"details": {"isolation": "bwrap"}}, {"details": {"isolation": "bwrap"}}]
+    assert isolation_used(records) == {"sandbox": "bwrap"}
+    assert isolation_used([*records, {"details": {"isolation": "ns"}}]) == {"sandbox": "bwrap+ns"}
+    assert isolation_used([{"details": {"strict_correct": True}}]) == {}
+    folder = write_run(tmp_path, benchmark="humaneval", limit=2)
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, **isolation_used(records)}))
+    write_run(tmp_path, benchmark="gsm8k", limit=2)
+    tables = render(load_runs(tmp_path))
+    assert "humaneval 0-shot [bwrap]" in tables["runs.md"] and "gsm8k 0-shot [" not in tables["runs.md"]
+    assert "[bwrap], [ns], [none]" in tables["runs.md"]
+    assert tables["runs.csv"].splitlines()[0].endswith(",sandbox")

@@ -261,6 +261,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "peak_memory_kind": summary.get("peak_memory_kind"),  # cuda (allocator peak) | cpu (process RSS)
         "device": device_label(summary.get("environment")),
         "config_hash": str(summary.get("config_hash", "")),
+        "sandbox": summary.get("sandbox"),  # code benchmarks: the isolation their programs ran under
     }
 
 

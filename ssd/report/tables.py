@@ -63,7 +63,7 @@ def _int(value: Any) -> str:
 # (header, right-aligned, value of a row)
 DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("model", False, lambda r: r["model"]),
-    ("benchmark", False, lambda r: r["benchmark"]),
+    ("benchmark", False, lambda r: r["benchmark"] + ("" if missing(r["sandbox"]) else f" [{r['sandbox']}]")),
     ("decoder", False, lambda r: r["decoder_label"]),
     ("N", True, lambda r: _int(r["draft_length"])),
     ("block", True, lambda r: str(r["block_length"])),
@@ -118,6 +118,7 @@ CSV_COLUMNS = (
     "baseline_run",
     "model_path",
     "config_hash",
+    "sandbox",
 )
 
 LEGEND = (
@@ -127,6 +128,12 @@ LEGEND = (
     "(stepwise with the same cache; ref = is a reference). NFE: forwards per sample; TPF: generated tokens "
     "per forward. peak memory: the GPU allocator's peak, or the process's peak RSS on a CPU (n/a: not "
     "recorded)."
+)
+
+
+SANDBOX_NOTE = (
+    "[bwrap], [ns], [none]: the isolation a code benchmark's programs ran under (README, \"Running generated "
+    'code"); none means uncontained.'
 )
 
 
@@ -193,6 +200,8 @@ def render(runs: Runs) -> dict[str, str]:
     right = [r for _, r, _ in DISPLAY]
     rows = display_rows(frame)
     notes = [LEGEND]
+    if frame["sandbox"].notna().any():
+        notes.append(SANDBOX_NOTE)
     if runs.incomplete:
         n = runs.n_incomplete
         notes.append(f"{n} incomplete run folder{'s' * (n != 1)} (no summary.json yet) skipped.")
