@@ -391,3 +391,48 @@ def test_the_isolation_reaches_the_summary_and_the_tables(tmp_path):
     assert "humaneval 0-shot [bwrap]" in tables["runs.md"] and "gsm8k 0-shot [" not in tables["runs.md"]
     assert "[bwrap], [ns], [none]" in tables["runs.md"]
     assert tables["runs.csv"].splitlines()[0].endswith(",sandbox")
+
+
+def _job(tmp_path: Path, ckpt: Path, **extra: object):
+    from hydra import compose, initialize_config_dir
+
+    from ssd.config import register
+    from ssd.run import CONF_DIR
+    from tests.helpers import real_data
+
+    settings = {
+        "model": "tiny_llada",
+        "model.path": ckpt,
+        "benchmark": "humaneval",
+        "benchmark.data_dir": real_data("humaneval"),
+        "benchmark.chat": False,
+        "decoder": "stepwise",
+        "decoder.gen_length": 16,
+        "decoder.block_length": 8,
+        "limit": 1,
+        "output_dir": tmp_path,
+        **extra,
+    }
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
+
+
+def test_a_code_run_records_its_isolation_in_summary_json(tmp_path, tiny_checkpoints):
+    from ssd.run import run_job
+
+    folder = run_job(_job(tmp_path, tiny_checkpoints["llada"]))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sandbox"] == mechanism().isolation
+
+
+def test_a_code_run_refuses_before_the_model_loads(tmp_path, monkeypatch):
+    from ssd.benchmarks import humaneval
+    from ssd.run import run_job
+
+    def refuse(isolation=None):
+        raise SSDError(sandbox.REFUSAL)
+
+    monkeypatch.setattr(humaneval, "mechanism", refuse)
+    with pytest.raises(SSDError, match="install bubblewrap"):  # not the missing checkpoint's error
+        run_job(_job(tmp_path, tmp_path / "no-such-checkpoint"))
