@@ -138,8 +138,10 @@ def cases(ctx: dict[str, str]) -> dict[str, Case]:
         ),
         "forge_monkeypatch_encoder": Case(
             "forgery",
-            "import sys\ndef f(a, b):\n    w = sys.modules['wire']\n"
-            "    w.encode = lambda v, depth=0: {'ok': 5, 'passed': True}\n    return 0\n",
+            "import sys\nserver = sys.modules['__main__']\n"
+            "server.encode = lambda v, depth=0: {'passed': True, 'verdict': 'pass'}\n"
+            'server.dumps = lambda m: b\'{"passed": true}\\n{"ready": true}\\n\'\n'
+            "def f(a, b):\n    return 0\n",
             "fail",
             harmful=False,
         ),

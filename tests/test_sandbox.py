@@ -16,6 +16,7 @@ dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pwd
@@ -66,12 +67,21 @@ def unavailable(mode: str) -> str | None:
             return f"no user {USER!r} to run the unprivileged modes as (useradd --system {USER})"
         if not os.path.exists(SYSTEM_PYTHON):
             return f"{SYSTEM_PYTHON} is missing"
+        if not _user_can_import():
+            return f"user {USER} cannot import ssd from {REPO} with {SYSTEM_PYTHON} (folder permissions?)"
     if ROOT and not as_user:
         probe = cgroups.create(f"ssd-test-probe-{os.getpid()}-{time.monotonic_ns()}", 8, 1 << 30)
         if probe is None:
             return "no writable cgroup to cap the suite with"
         probe.remove()
     return None
+
+
+@functools.cache
+def _user_can_import() -> bool:
+    probe = ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--", "env", "-i"]
+    probe += [f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-c", "import ssd.benchmarks.sandbox"]
+    return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
 
 
 class Cap:
@@ -436,3 +446,12 @@ def test_a_code_run_refuses_before_the_model_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(humaneval, "mechanism", refuse)
     with pytest.raises(SSDError, match="install bubblewrap"):  # not the missing checkpoint's error
         run_job(_job(tmp_path, tmp_path / "no-such-checkpoint"))
+
+
+def test_one_uid_serves_many_programs_in_a_row():
+    """bubblewrap's outer process may exit before its init: the launcher reaps that orphan, else it
+    lingers as a zombie of the machine's init, counted against the slot uid's RLIMIT_NPROC (and, where
+    init reaps lazily, makes later programs fail to start)."""
+    jobs = [Job("def f():\n    return 1", "assert f() == 1", ("f",))] * 40
+    results = grade(jobs, 10.0, workers=1, limits=Limits(nproc=6))
+    assert [r.status for r in results] == ["passed"] * 40, [r.stderr for r in results if not r.passed][:1]

@@ -1,7 +1,8 @@
 """Starts one sandboxed program: stdlib only, run as `python -I -S launcher.py SPEC_JSON` (no preexec_fn).
 
 In order: join the program's cgroups (while still the harness's user), then per mode
-- "bwrap" / "none": set the rlimits, drop to the sandbox uid (as root), exec bubblewrap or the program;
+- "bwrap" / "none": fork; the child sets the rlimits, drops to the sandbox uid (as root) and execs
+  bubblewrap or the program; the launcher stays, as a subreaper, until every orphan is reaped;
 - "ns" (root without bubblewrap): unshare mount, pid, network, ipc and uts namespaces and fork the new pid
   namespace's init. The init builds a root of read-only binds (/usr, /etc, /lib*, the interpreter),
   /srv (the program's files, read-only), size-limited tmpfs /work, /tmp and /dev/shm, a fresh /proc and
@@ -140,6 +141,20 @@ def _fail(e):
     os._exit(125)
 
 
+def _reap(program):
+    """Wait for the program and for every orphan handed to us (we are a subreaper), then exit with the
+    program's status: bubblewrap's outer process may exit before its init, which would otherwise end
+    up a zombie of the machine's init, still counted against the sandbox uid's RLIMIT_NPROC."""
+    code = 125
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(code)
+        if pid == program:
+            code = os.waitstatus_to_exitcode(status) & 0xFF
+
+
 def main():
     spec = json.loads(sys.argv[1])
     try:
@@ -148,9 +163,17 @@ def main():
                 f.write(str(os.getpid()))
         if spec["mode"] == "ns":
             _namespaced(spec)
+        call = _libc()
+        call("prctl", 1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: the launcher dies with the harness
+        call("prctl", 36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the program come to us
+        program = os.fork()
+        if program == 0:
+            _launch(spec, spec["cwd"])
+        if spec["info_fd"] is not None:
+            os.close(spec["info_fd"])
+        _reap(program)
     except BaseException as e:
         _fail(e)
-    _launch(spec, spec["cwd"])
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ def _exchange(job: Job, limits: Limits, mech: Mechanism, cage: Cage, files: tupl
             os.close(fd)
         request_r = reply_w = -1
         checker = subprocess.Popen(
-            [mech.python, "-I", str(HERE / "checker.py"), str(reply_r), str(request_w), str(verdict_w)],
+            [mech.python, "-I", "-S", str(HERE / "checker.py"), str(reply_r), str(request_w), str(verdict_w)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=cerr,

@@ -18,8 +18,22 @@ import os
 import sys
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wire import NotPlain, decode, dumps, encode, read_message  # noqa: E402
+
+def _wire() -> Any:
+    """wire.py from next to this file, without putting this folder on sys.path (where it would shadow
+    modules of the standard library, or of the code run here, by name)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "ssd_wire", os.path.join(os.path.dirname(__file__), "wire.py")
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+_w = _wire()
+NotPlain, decode, dumps, encode, read_message = _w.NotPlain, _w.decode, _w.dumps, _w.encode, _w.read_message
 
 
 def _argument(value: Any, namespace: dict[str, Any]) -> Any:

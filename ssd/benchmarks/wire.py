@@ -12,7 +12,6 @@ callable) into the verdict.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from typing import Any
@@ -45,7 +44,7 @@ def encode(value: Any, depth: int = 0) -> Any:
     if kind is dict:
         return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
     if kind is bytes:
-        return {"bytes": base64.b64encode(value).decode("ascii")}
+        return {"bytes": value.hex()}
     if kind is complex:
         return {"complex": [encode(value.real), encode(value.imag)]}
     for base in (int, float, str, bytes, tuple, list, set, frozenset, dict):  # Counter, namedtuple, IntEnum
@@ -78,8 +77,8 @@ def decode(data: Any, depth: int = 0) -> Any:
         if tag == "complex" and type(body) is list and len(body) == 2:
             return complex(*(float(decode(v, depth + 1)) for v in body))
         if tag == "bytes" and type(body) is str:
-            return base64.b64decode(body, validate=True)
-    except (TypeError, ValueError) as e:  # unhashable keys or members, bad hex or base64
+            return bytes.fromhex(body)
+    except (TypeError, ValueError) as e:  # unhashable keys or members, bad hex
         raise NotPlain(f"malformed {tag}: {e}") from None
     raise NotPlain(f"malformed value tagged {tag!r}")
 
