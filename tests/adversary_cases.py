@@ -71,6 +71,13 @@ def cases(ctx: dict[str, str]) -> dict[str, Case]:
             "pass",
             harmful=False,
         ),
+        "ok_generator_wrapped": Case(
+            "control",
+            "def f(a, b):\n    return (x for x in [a + b])\n",
+            "pass",
+            tests="assert tuple(f(2, 3)) == (5,)",
+            harmful=False,
+        ),
         "ok_exception_expected": Case(
             "control",
             "def f(x):\n    raise ValueError('no')\n",

@@ -132,7 +132,21 @@ def test_without_bwrap_and_root_the_harness_refuses():
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 0, -(10**400), 2.5, float("inf"), -0.0, 1 - 2j, "é", b"\x00\xff", [1, (2, "x")], {1: {2}}],
+    [
+        None,
+        True,
+        0,
+        -(10**400),
+        2.5,
+        float("inf"),
+        -0.0,
+        1 - 2j,
+        "é",
+        b"\x00\xff",
+        [1, (2, "x")],
+        {1: {2}},
+        range(3),
+    ],
 )
 def test_plain_values_cross_unchanged(value):
     back = wire.decode(json.loads(wire.dumps({"v": wire.encode(value)}))["v"])
@@ -144,12 +158,18 @@ def test_anything_else_is_not_plain():
         def __eq__(self, other):
             return True
 
-    for value in (Sneaky(), len, (x for x in ()), [Sneaky()], {1: object()}):
+    for value in (Sneaky(), len, sys, [Sneaky()], {1: object()}, (Sneaky() for _ in range(1))):
         with pytest.raises(wire.NotPlain):
             wire.encode(value)
     for data in ({"tuple": 1}, {"pickle": "x"}, {"a": 1, "b": 2}, {"set": [[1]]}, {"int": "zz"}):
         with pytest.raises(wire.NotPlain):
             wire.decode(data)
+
+
+def test_an_iterator_arrives_as_an_iterator_over_its_items():
+    back = wire.decode(wire.encode(map(str, [1, 2])))
+    assert back != ["1", "2"] and tuple(back) == ("1", "2")  # as the generator itself compared
+    assert wire.decode(wire.encode(range(1, 9, 3))) == range(1, 9, 3)
 
 
 def test_a_subclass_travels_as_its_base_without_its_methods():

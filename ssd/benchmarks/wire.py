@@ -2,12 +2,13 @@
 
 Stdlib only: a copy of this file runs inside the sandbox (ssd/benchmarks/serve.py) and another in the
 trusted grader (ssd/benchmarks/checker.py). One message is one line of JSON. Values are None, bool, int,
-float, complex, str, bytes and list/tuple/dict/set/frozenset of them; an instance of a subclass of one of
-these (Counter, OrderedDict, a namedtuple, an IntEnum) travels as its built-in base, without its methods;
-anything else (an object with its own `__eq__`, a generator, a function) raises NotPlain. Decoding
-builds fresh built-in objects from JSON only, so whatever the other side sends, the grader compares
-nothing but built-in values: a candidate cannot smuggle behaviour (an always-equal object, a pickled
-callable) into the verdict.
+float, complex, str, bytes, range and list/tuple/dict/set/frozenset of them. An instance of a subclass
+of one of these (Counter, OrderedDict, a namedtuple, an IntEnum) travels as its built-in base, without
+its methods; an iterator (a generator, map, zip, ...) travels as its items and arrives as an iterator
+over them, equal to nothing else, as it was. Anything else (an object with its own `__eq__`, a
+function, a module) raises NotPlain. Decoding builds fresh built-in objects from JSON only, so whatever
+the other side sends, the grader compares nothing but built-in values: a candidate cannot smuggle
+behaviour (an always-equal object, a pickled callable) into the verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 MAX_DEPTH = 200  # nesting of containers
 MAX_MESSAGE = 64 << 20  # bytes of one message
+MAX_ITEMS = 1 << 20  # items drawn from an iterator
 _SMALL_INT = 10**300  # larger ints travel as hex (str(int) is capped at 4300 digits since 3.11)
 _CONTAINERS = {"tuple": tuple, "set": set, "frozenset": frozenset}
 
@@ -47,6 +49,15 @@ def encode(value: Any, depth: int = 0) -> Any:
         return {"bytes": value.hex()}
     if kind is complex:
         return {"complex": [encode(value.real), encode(value.imag)]}
+    if kind is range:
+        return {"range": [value.start, value.stop, value.step]}
+    if hasattr(kind, "__next__") and hasattr(kind, "__iter__"):  # a generator, map, zip, ...: its items
+        items = []
+        for item in value:
+            if len(items) == MAX_ITEMS:
+                raise NotPlain(f"an iterator of more than {MAX_ITEMS} items")
+            items.append(encode(item, depth + 1))
+        return {"iter": items}
     for base in (int, float, str, bytes, tuple, list, set, frozenset, dict):  # Counter, namedtuple, IntEnum
         if isinstance(value, base):  # travels as its base type: its own methods (an __eq__) stay here
             return encode(base(value.items() if base is dict else value), depth + 1)
@@ -74,6 +85,10 @@ def decode(data: Any, depth: int = 0) -> Any:
             return int(body, 16)
         if tag == "float" and body in ("nan", "inf", "-inf"):
             return float(body)
+        if tag == "iter" and type(body) is list:  # an iterator again: equal to nothing but itself
+            return iter([decode(v, depth + 1) for v in body])
+        if tag == "range" and type(body) is list and all(type(v) is int for v in body):
+            return range(*body)
         if tag == "complex" and type(body) is list and len(body) == 2:
             return complex(*(float(decode(v, depth + 1)) for v in body))
         if tag == "bytes" and type(body) is str:
