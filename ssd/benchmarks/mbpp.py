@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ def format_task(text: str, tests: list[str]) -> str:
 def top_level_names(code: str) -> set[str]:
     """Names a program binds at its top level (functions, classes, assignments, imports)."""
     names = set()
-    for node in ast.parse(code).body:
+    with warnings.catch_warnings():  # reference solutions hold invalid escapes such as "\w"
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(code)
+    for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
