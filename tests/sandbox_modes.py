@@ -149,8 +149,8 @@ def sandbox_uid_members(uid: int) -> list[int]:
     return uid_members(uid)
 
 
-def driver_argv(as_user: bool, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
+def driver_argv(as_user: bool, args: list[str], **extra_env: str) -> tuple[list[str], dict[str, str]]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8", **extra_env}
     env["SSD_ADVERSARY_SECRET"] = adversary_cases.SECRET  # what the leak probes look for
     python = SYSTEM_PYTHON if (as_user and ROOT) else sys.executable
     return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, str(ADVERSARY), *args], env

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,8 +90,10 @@ def test_a_killed_harness_leaves_nothing(mode):
         pytest.skip(f"mode {mode} unavailable here: {why}")
     as_user, isolation, _ = MODES[mode]
     cap = Cap(f"kill-{mode}", as_user)
+    tmp = Path(tempfile.mkdtemp(prefix="ssd-test-killed-"))  # the killed driver's sandbox folder lands here
+    tmp.chmod(0o777)
     try:
-        argv, _ = driver_argv(as_user, ["--hang", isolation])
+        argv, _ = driver_argv(as_user, ["--hang", isolation], TMPDIR=str(tmp))
         proc = subprocess.Popen([*cap.prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"started"
         deadline = time.monotonic() + 30
@@ -106,6 +109,7 @@ def test_a_killed_harness_leaves_nothing(mode):
         assert cap.left() == []
     finally:
         cap.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_without_bwrap_and_root_the_harness_refuses():
