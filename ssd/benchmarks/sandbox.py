@@ -1,30 +1,23 @@
-"""Run untrusted Python programs (model-written code plus a benchmark's tests), contained.
+"""Grade model-written code so that it can neither fool the verdict nor escape onto the machine.
 
-Never in the harness's process: each program runs in its own fresh `python -I` process, in a new session
-(so a wall-clock timeout kills its whole process group), in a temporary working directory, with a
-minimal environment (the harness's variables, secrets included, are not inherited) and with rlimits on
-CPU time, address space, file size and open files. Output goes to unlinked temporary files: RLIMIT_FSIZE
-caps what a program can write (stdout and stderr included), and only the first `output_bytes` are read.
+Two processes per candidate, neither of them the harness:
+- the candidate program runs sandboxed (ssd/benchmarks/serve.py): it executes the model's code and then
+  answers calls to its functions over two dedicated pipes, with plain data only (ssd/benchmarks/wire.py);
+- the benchmark's tests run in a second, trusted process (ssd/benchmarks/checker.py), where the names
+  under test are proxies that call the candidate. The verdict is the checker's, so no nonce to print,
+  no `check` to rebind, and nothing but built-in values to compare: the expected values and the answer
+  key never enter the sandbox.
 
-Isolation, the best one that works here (probed once per process, recorded in every result):
-- `bwrap`: bubblewrap (`apt-get install bubblewrap`): new user, pid, network, ipc and uts namespaces;
-  the root file system is only /usr, /etc, /lib* (read-only) and the interpreter, plus the working
-  directory and an in-memory /tmp; the whole pid namespace dies with the program.
-- `netns`: as root without bubblewrap: a new network namespace (no interface but a down loopback).
-- `none`: neither: no network isolation.
-As root, the program additionally runs under its own unprivileged uid (a fresh uid per concurrent slot,
-not in /etc/passwd): files of other users are protected by their permissions, and RLIMIT_NPROC binds (as
-root it does not: the kernel exempts uid 0). Processes left under that uid are killed after each
-program, and without bwrap the files it left in /tmp, /var/tmp and /dev/shm are deleted. Without root,
-RLIMIT_NPROC is not set (it would count every process of the user), fork bombs are bounded by the
-wall-clock timeout and, with bwrap, the pid namespace; and without bwrap a program runs as the harness's
-user, so it could signal the harness: use bwrap there. Without bwrap a program can also read whatever
-the file system lets any user read (the repository, other processes' command lines in /proc; not their
-environment).
-
-The launch happens in a small stdlib-only launcher (LAUNCHER, run with `python -I -S -c`): it sets up the
-network namespace, the rlimits and the uid, then execs the sandbox; no `preexec_fn`, so launching from
-threads is safe. Usage: `run_tests(programs, timeout)` -> one Result per program, in order.
+Isolation of the candidate (SSD_SANDBOX or `isolation` picks one; by default the best that works here):
+- `bwrap`: bubblewrap: new user, pid, network, ipc, uts and mount namespaces; it sees /usr, /etc, /lib*
+  (read-only), its own files at /srv (read-only), size-limited tmpfs /work, /tmp and /dev/shm.
+- `ns` (root only): the same namespaces and file system built by ssd/benchmarks/launcher.py itself.
+- `none`: no isolation at all; only when asked for explicitly (see README "Running generated code").
+As root the program also runs under a uid of its own (RLIMIT_NPROC binds) and in a cgroup of its own
+where writable (pids.max, a memory cap on all its processes and tmpfs, cgroup.kill). Without root under
+bwrap, the process cap is RLIMIT_NPROC set inside the user namespace, where the kernel counts it apart.
+After every program, everything it started is killed (ssd/benchmarks/cage.py) and the count of survivors
+(0 unless containment failed) is recorded with the isolation in each result's details.
 """
 
 from __future__ import annotations
@@ -33,8 +26,8 @@ import json
 import math
 import os
 import secrets
+import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,24 +35,31 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-ISOLATIONS = ("bwrap", "netns", "none")
-LAUNCH_FAILED = 125  # the launcher's exit status when it could not set the sandbox up (see LAUNCHER)
+from ssd.benchmarks.cage import MIN_ENV, Cage
+from ssd.errors import SSDError
+
+ISOLATIONS = ("bwrap", "ns", "none")
 UID_BASE = 1 << 30  # sandbox uids: UID_BASE + (harness pid % 2**22) * MAX_SLOTS + slot
 MAX_SLOTS = 64
-MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+HERE = Path(__file__).resolve().parent
+REFUSAL = (
+    "code benchmarks run generated code only in a sandbox, and none works here: install bubblewrap "
+    "(apt-get install bubblewrap) or run as root; or set SSD_SANDBOX=none to run it uncontained"
+)
 
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 10.0  # wall-clock seconds; then the whole process group is killed
-    memory_bytes: int = 2 << 30  # RLIMIT_AS
-    nproc: int = 32  # RLIMIT_NPROC (only where the program runs under its own uid: see the module doc)
+    timeout: float = 10.0  # wall-clock seconds for the whole candidate (load and every call)
+    memory_bytes: int = 2 << 30  # RLIMIT_AS per process; the cgroup's cap on all of them (+ tmpfs)
+    nproc: int = 32  # processes (and threads) of the whole program: cgroup pids.max / RLIMIT_NPROC
     file_bytes: int = 16 << 20  # RLIMIT_FSIZE: any file the program writes, its stdout/stderr included
+    tmpfs_bytes: int = 64 << 20  # each of /work, /tmp, /dev/shm in the sandbox
     output_bytes: int = 64 << 10  # kept of each of stdout and stderr
     open_files: int = 256  # RLIMIT_NOFILE
 
@@ -69,13 +69,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Job:
+    """One candidate and its tests: `code` runs sandboxed; `prelude`, then `tests`, run in the checker
+    with each name of `remote` bound to the candidate's object of that name."""
+
+    code: str
+    tests: str
+    remote: tuple[str, ...]
+    prelude: str = ""
+
+
+@dataclass(frozen=True)
 class Result:
     passed: bool
-    # passed | failed | timeout | output_limit | exited_early (status 0 before the tests finished,
-    # e.g. os._exit(0)) | sandbox_error (the sandbox itself could not start the program)
-    status: str
-    returncode: int | None
-    stdout: str
+    status: str  # passed | failed | timeout | output_limit | sandbox_error
+    stdout: str  # the candidate's
     stderr: str
     wall_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
@@ -83,12 +91,13 @@ class Result:
 
 @dataclass(frozen=True)
 class Mechanism:
-    """How programs are contained on this machine."""
+    """How candidates are contained on this machine."""
 
-    isolation: str  # bwrap | netns | none
+    isolation: str  # bwrap | ns | none
     drop_uid: bool  # runs under its own uid (harness is root)
-    python: str  # the interpreter the programs run with
+    python: str  # the interpreter of candidate and checker
     python_version: str
+    bwrap: str = "bwrap"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -99,41 +108,12 @@ class Mechanism:
         }
 
 
-# --- the launcher: runs in the child before the program, stdlib only, as small as possible to start fast -
-
-LAUNCHER = """
-import json, os, sys
-spec = json.loads(sys.argv[1])
-try:
-    if spec["netns"]:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
-    import resource
-    for name, soft, hard in spec["rlimits"]:
-        resource.setrlimit(getattr(resource, name), (soft, hard))
-    if spec["uid"] is not None:
-        os.setgroups([])
-        os.setgid(spec["uid"])
-        os.setuid(spec["uid"])
-    os.execve(spec["argv"][0], spec["argv"], spec["env"])
-except BaseException as e:
-    os.write(2, f"ssd-sandbox: launch failed: {type(e).__name__}: {e}\\n".encode())
-    os._exit(125)
-"""
-
-
-# --- the harness side --------------------------------------------------------------------------------
-
-
 class _Slots:
     """Concurrent slot numbers of this process (each slot has its own sandbox uid)."""
 
     def __init__(self) -> None:
         self._free = list(range(MAX_SLOTS))
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        self._ready = threading.Condition(threading.Lock())
 
     def acquire(self) -> int:
         with self._ready:
@@ -151,179 +131,122 @@ class _Slots:
 _SLOTS = _Slots()
 
 
-def _slot_uid(slot: int) -> int:
+def slot_uid(slot: int) -> int:
     return UID_BASE + (os.getpid() % (1 << 22)) * MAX_SLOTS + slot
 
 
-def _live_pids(uid: int) -> list[int]:
-    """Processes running as `uid`, zombies excluded (they are dead; their parent reaps them)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in (b"Z", b"X"):
-            pids.append(int(entry))
-    return pids
+@cache
+def _source(name: str) -> str:
+    return (HERE / name).read_text(encoding="utf-8")
 
 
-def _kill_uid(uid: int) -> int:
-    """SIGKILL every live process running as `uid` (a program's leftovers); the number of them."""
-    killed: set[int] = set()
-    for _ in range(100):  # a fork bomb may still be forking: repeat until none is left
-        pids = _live_pids(uid)
-        if not pids:
-            break
-        for pid in pids:
-            with suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-        time.sleep(0.005)
-    return len(killed)
-
-
-def _remove_files_of(uid: int) -> list[str]:
-    """Delete what `uid` left in the shared writable folders (only reachable without bwrap)."""
-    removed = []
-    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
-        with suppress(OSError):
-            for entry in os.scandir(folder):
-                with suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_uid == uid:
-                        if entry.is_dir(follow_symlinks=False):
-                            shutil.rmtree(entry.path, ignore_errors=True)
-                        else:
-                            os.unlink(entry.path)
-                        removed.append(entry.path)
-    return removed
-
-
-def _bwrap_argv(bwrap: str, python: str, workdir: str, limits: Limits) -> list[str]:
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv"]
-    argv += ["--ro-bind", "/usr", "/usr"]
-    for path in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"):
-        argv += ["--ro-bind-try", path, path]
-    prefix = Path(os.path.realpath(python)).parent.parent  # e.g. /usr, /opt/python3.11
-    if not str(prefix).startswith("/usr"):
-        argv += ["--ro-bind", str(prefix), str(prefix)]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--size", str(limits.file_bytes * 4), "--tmpfs", "/tmp"]
-    argv += ["--bind", workdir, workdir, "--chdir", workdir]
-    for key, value in {**MIN_ENV, "HOME": workdir, "TMPDIR": "/tmp"}.items():
-        argv += ["--setenv", key, value]
-    return [*argv, "--", python, "-I", "main.py"]
-
-
-def _run_one(program: str, limits: Limits, mech: Mechanism) -> Result:
+def _run_one(job: Job, limits: Limits, mech: Mechanism) -> Result:
     slot = _SLOTS.acquire()
-    uid = _slot_uid(slot) if mech.drop_uid else None
-    workdir = tempfile.mkdtemp(prefix="ssd-sandbox-")
-    marker = f"__ssd_sandbox_done_{secrets.token_hex(16)}__"
+    uid = slot_uid(slot) if mech.drop_uid else None
+    hostdir = tempfile.mkdtemp(prefix="ssd-sandbox-")
+    cage = Cage(mech, limits, hostdir, uid, f"ssd-sandbox-{os.getpid()}-{slot}-{secrets.token_hex(4)}")
     try:
-        # The program ran to its end (past the tests) only if it printed this marker, whose nonce it
-        # cannot know in advance: so os._exit(0) or sys.exit(0) before the tests is not a pass.
-        trailer = (
-            "\n\nimport os as _ssd_os, sys as _ssd_sys\n_ssd_sys.stdout.flush()\n_ssd_sys.stderr.flush()\n"
-            f"_ssd_os.write(1, b'\\n{marker}\\n')\n"
-        )
-        Path(workdir, "main.py").write_text(program + trailer, encoding="utf-8")
-        env = {**MIN_ENV, "HOME": workdir, "TMPDIR": workdir}
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        if mech.isolation == "bwrap":
-            argv = _bwrap_argv(shutil.which("bwrap") or "bwrap", mech.python, workdir, limits)
-        else:
-            argv = [mech.python, "-I", "main.py"]
-        rlimits = [
-            ("RLIMIT_CPU", limits.cpu_seconds, limits.cpu_seconds + 1),
-            ("RLIMIT_AS", limits.memory_bytes, limits.memory_bytes),
-            ("RLIMIT_FSIZE", limits.file_bytes, limits.file_bytes),
-            ("RLIMIT_NOFILE", limits.open_files, limits.open_files),
-            ("RLIMIT_CORE", 0, 0),
-        ]
-        if uid is not None:
-            rlimits.append(("RLIMIT_NPROC", limits.nproc, limits.nproc))
-        spec = {"netns": mech.isolation == "netns", "rlimits": rlimits, "uid": uid, "argv": argv, "env": env}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        os.chmod(hostdir, 0o755)
+        for name, text in (("candidate.py", job.code), ("wire.py", _source("wire.py"))):
+            Path(hostdir, name).write_text(text, encoding="utf-8")
+        Path(hostdir, "serve.py").write_text(_source("serve.py"), encoding="utf-8")
+        temp = tempfile.TemporaryFile
+        with temp() as out, temp() as err, temp() as cerr:
             start = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", LAUNCHER, json.dumps(spec)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=workdir,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
-            timed_out = False
             try:
-                returncode: int | None = proc.wait(timeout=limits.timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                returncode = proc.wait()
+                verdict, timed_out = _exchange(job, limits, mech, cage, (out, err, cerr))
+            except OSError as e:  # an interpreter or bwrap that cannot be started
+                verdict, timed_out = {"passed": False, "reason": f"sandbox could not start: {e}"}, False
+                err.write(f"ssd-sandbox: launch failed: {e}\n".encode())
             wall = time.perf_counter() - start
-            with suppress(ProcessLookupError):  # anything left in the group (a daemonised child)
-                os.killpg(proc.pid, signal.SIGKILL)
-            leftovers = _kill_uid(uid) if uid is not None else 0
-            stray = _remove_files_of(uid) if uid is not None and mech.isolation != "bwrap" else []
-            stdout, stdout_size, tail = _read(out, limits.output_bytes)
-            stderr, stderr_size, _ = _read(err, limits.output_bytes)
-        status = _status(returncode, timed_out, tail, stderr, marker, max(stdout_size, stderr_size), limits)
-        details = {**mech.describe(), "status": status}
-        if leftovers:
-            details["leftover_processes_killed"] = leftovers
-        if stray:
-            details["stray_files_removed"] = stray
-        return Result(
-            passed=status == "passed",
-            status=status,
-            returncode=returncode,
-            stdout=stdout.replace(marker, "").rstrip("\n") if status == "passed" else stdout,
-            stderr=stderr,
-            wall_seconds=wall,
-            details=details,
-        )
+            contained = cage.stop()
+            stdout, stdout_size = _read(out, limits.output_bytes)
+            stderr, stderr_size = _read(err, limits.output_bytes)
+        status = _status(verdict, timed_out, stderr, max(stdout_size, stderr_size), limits)
+        details = {**mech.describe(), **cage.describe(), **contained, "status": status}
+        if not verdict.get("passed"):
+            details["reason"] = str(verdict.get("reason", ""))[:1000]
+        return Result(status == "passed", status, stdout, stderr, wall, details)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        cage.stop()  # a second stop does nothing; a first one here means an exception above
+        shutil.rmtree(hostdir, ignore_errors=True)
         _SLOTS.release(slot)
 
 
-def _read(f: Any, cap: int) -> tuple[str, int, bytes]:
-    """(first `cap` bytes decoded, size, last 4 KiB) of an output file."""
+def _exchange(job: Job, limits: Limits, mech: Mechanism, cage: Cage, files: tuple) -> tuple[dict, bool]:
+    """Start the candidate and the checker, joined by two pipes (a third for the verdict); (verdict, timed
+    out)."""
+    out, err, cerr = files
+    start = time.perf_counter()
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    verdict_r, verdict_w = os.pipe()
+    try:
+        nproc = limits.nproc if mech.isolation == "bwrap" and cage.uid is None else 0
+        server = [mech.python, "-I", "/srv/serve.py", str(request_r), str(reply_w), str(nproc)]
+        cage.start(server, (request_r, reply_w), out, err)
+        for fd in (request_r, reply_w):
+            os.close(fd)
+        request_r = reply_w = -1
+        checker = subprocess.Popen(
+            [mech.python, "-I", "-S", str(HERE / "checker.py"), str(reply_r), str(request_w), str(verdict_w)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=cerr,
+            cwd=cage.hostdir,
+            env=MIN_ENV,
+            pass_fds=(reply_r, request_w, verdict_w),
+        )
+        for fd in (reply_r, request_w, verdict_w):
+            os.close(fd)
+        reply_r = request_w = verdict_w = -1
+        spec = {"prelude": job.prelude, "tests": job.tests, "remote": list(job.remote)}
+        cage.find_init(wait=limits.timeout)
+        with suppress(OSError), checker.stdin:  # type: ignore[union-attr]
+            checker.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
+        left = max(0.01, limits.timeout - (time.perf_counter() - start))
+        # Readable once the checker wrote its verdict or ended (polling wait(timeout) would be slower).
+        timed_out = not select.select([verdict_r], [], [], left)[0]
+        if timed_out:
+            checker.kill()
+        checker.wait()
+        with os.fdopen(verdict_r, "rb") as f:
+            verdict_r = -1
+            return _verdict(f.read(), cerr), timed_out
+    finally:
+        for fd in (request_r, request_w, reply_r, reply_w, verdict_r, verdict_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _verdict(data: bytes, checker_stderr: Any) -> dict[str, Any]:
+    try:
+        verdict = json.loads(data)
+        if type(verdict) is dict and type(verdict.get("passed")) is bool:
+            return verdict
+    except ValueError:
+        pass
+    text, _ = _read(checker_stderr, 2000)
+    return {"passed": False, "reason": f"checker gave no verdict: {text[-1000:]}"}
+
+
+def _read(f: Any, cap: int) -> tuple[str, int]:
+    """(first `cap` bytes decoded, size) of an output file."""
     size = os.fstat(f.fileno()).st_size
     f.seek(0)
-    head = f.read(cap)
-    f.seek(max(0, size - 4096))
-    tail = f.read(4096)
-    return head.decode("utf-8", errors="replace"), size, tail
+    return f.read(cap).decode("utf-8", errors="replace"), size
 
 
-def _status(
-    returncode: int | None, timed_out: bool, tail: bytes, stderr: str, marker: str, size: int, limits: Limits
-) -> str:
-    if returncode == LAUNCH_FAILED and stderr.startswith("ssd-sandbox: launch failed"):
-        return "sandbox_error"
-    if size >= limits.file_bytes or returncode == -signal.SIGXFSZ:
-        return "output_limit"  # checked first: a program that keeps printing past the cap then times out
-    if timed_out or returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        return "timeout"  # wall clock, or the CPU rlimit (SIGXCPU, then SIGKILL at the hard limit)
-    if returncode != 0:
-        return "failed"
-    if marker.encode() in tail:
+def _status(verdict: dict[str, Any], timed_out: bool, stderr: str, size: int, limits: Limits) -> str:
+    if verdict.get("passed"):
         return "passed"
-    return "exited_early"
-
-
-# --- choosing the mechanism ----------------------------------------------------------------------------
+    if stderr.startswith("ssd-sandbox: launch failed"):
+        return "sandbox_error"
+    if size >= limits.file_bytes:
+        return "output_limit"
+    if timed_out:
+        return "timeout"
+    return "failed"
 
 
 def _candidates() -> list[str]:
@@ -334,60 +257,77 @@ def _candidates() -> list[str]:
     return found
 
 
-def _probe(isolation: str, drop_uid: bool, python: str) -> str | None:
-    """The interpreter's version if a trivial program runs under this mechanism, else None."""
-    mech = Mechanism(isolation, drop_uid, python, "")
-    program = "import sys\nprint(sys.version.split()[0])"
-    result = _run_one(program, Limits(timeout=30.0), mech)
-    return result.stdout.strip() if result.passed else None
+PROBE = Job(code="def one():\n    return 1", tests="assert one() == 1", remote=("one",))
+
+
+def _probe(mech: Mechanism) -> str | None:
+    """None if a trivial candidate serves a call under `mech`, else why not."""
+    result = _run_one(PROBE, Limits(timeout=30.0), mech)
+    if result.passed:
+        return None
+    return f"{result.status}: {result.details.get('reason', '')} {result.stderr[-300:]}".strip()
 
 
 @cache
 def mechanism(isolation: str | None = None) -> Mechanism:
-    """The best containment available (or the one asked for), with an interpreter that runs under it.
+    """The containment to use (the best that works, or the one asked for); SSDError if none works.
 
-    `isolation` None picks the best of bwrap > netns > none that works; naming one that cannot work here
-    raises RuntimeError. The environment variable SSD_SANDBOX (bwrap|netns|none) sets the default.
-    """
+    Without root and without bubblewrap, nothing contains a program: that is refused unless asked for
+    with isolation 'none' (or SSD_SANDBOX=none)."""
     isolation = isolation or os.environ.get("SSD_SANDBOX") or None
     if isolation is not None and isolation not in ISOLATIONS:
-        raise ValueError(f"unknown sandbox isolation {isolation!r}: choose one of {', '.join(ISOLATIONS)}")
-    drop_uid = os.geteuid() == 0
-    wanted = [isolation] if isolation else list(ISOLATIONS)
+        raise SSDError(f"unknown sandbox isolation {isolation!r}: choose one of {', '.join(ISOLATIONS)}")
+    root = os.geteuid() == 0
+    wanted = [isolation] if isolation else ["bwrap", "ns"]
+    why = []
     for iso in wanted:
-        if iso == "bwrap" and shutil.which("bwrap") is None:
+        bwrap = shutil.which("bwrap") or ""
+        if iso == "bwrap" and not bwrap:
+            why.append("bwrap: not installed")
             continue
-        if iso == "netns" and not drop_uid:
-            continue  # unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN
+        if iso == "ns" and not root:
+            why.append("ns: needs root")
+            continue
         for python in _candidates():
-            version = _probe(iso, drop_uid, python)
-            if version:
-                return Mechanism(iso, drop_uid, python, version)
-    raise RuntimeError(
-        f"no interpreter among {_candidates()} runs in the sandbox with isolation {wanted}: "
-        "as root, the interpreter must be readable and executable by other users"
-    )
+            mech = Mechanism(iso, root, python, python_version(python), bwrap)
+            reason = _probe(mech)
+            if reason is None:
+                return mech
+            why.append(f"{iso} with {python}: {reason}")
+    if isolation is None and not root and not shutil.which("bwrap"):
+        raise SSDError(REFUSAL)
+    raise SSDError(f"no sandbox works here ({'; '.join(why)[:600]}): {REFUSAL}")
 
 
-def run_tests(
-    programs: list[str],
+@cache
+def python_version(python: str) -> str:
+    run = subprocess.run([python, "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"], **_QUIET)
+    return run.stdout.strip()
+
+
+_QUIET: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 30, "env": MIN_ENV}
+
+
+def grade(
+    jobs: list[Job],
     timeout: float = 10.0,
     *,
     workers: int | None = None,
     limits: Limits | None = None,
     isolation: str | None = None,
 ) -> list[Result]:
-    """Run each program in its own sandbox, `workers` at a time; results in the order of `programs`.
-
-    A program passes when it exits with status 0 after running to its end (so `os._exit(0)` or
-    `sys.exit(0)` before the tests does not pass).
-    """
-    limits = limits or Limits(timeout=timeout)
-    if limits.timeout != timeout:
-        limits = Limits(**{**limits.__dict__, "timeout": timeout})
+    """Grade each job (candidate sandboxed, tests in a checker), `workers` at a time; results in order."""
+    limits = replace(limits or Limits(), timeout=timeout)
     mech = mechanism(isolation)
-    workers = max(1, min(workers or os.cpu_count() or 1, MAX_SLOTS, len(programs) or 1))
+    workers = max(1, min(workers or os.cpu_count() or 1, MAX_SLOTS, len(jobs) or 1))
     if workers == 1:
-        return [_run_one(p, limits, mech) for p in programs]
+        return [_run_one(j, limits, mech) for j in jobs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda p: _run_one(p, limits, mech), programs))
+        return list(pool.map(lambda j: _run_one(j, limits, mech), jobs))
+
+
+def isolation_used(records: list[dict[str, Any]]) -> dict[str, str]:
+    """For a run's summary: {"sandbox": isolation} of the code benchmark's sample records ("a+b" if a
+    resumed run mixed them); {} for other benchmarks."""
+    used = sorted({str(r["details"]["isolation"]) for r in records if "isolation" in r.get("details", {})})
+    return {"sandbox": "+".join(used)} if used else {}

@@ -275,6 +275,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "device": device_label(summary.get("environment")),
         "config_hash": str(summary.get("config_hash", "")),
         **report_fields(summary),
+        "sandbox": summary.get("sandbox"),  # code benchmarks: the isolation their programs ran under
     }
 
 

@@ -78,7 +78,7 @@ def _int(value: Any) -> str:
 # (header, right-aligned, value of a row)
 DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("model", False, lambda r: r["model"]),
-    ("benchmark", False, lambda r: r["benchmark"]),
+    ("benchmark", False, lambda r: r["benchmark"] + ("" if missing(r["sandbox"]) else f" [{r['sandbox']}]")),
     ("decoder", False, lambda r: r["decoder_label"]),
     ("N", True, lambda r: _int(r["draft_length"])),
     ("block", True, lambda r: str(r["block_length"])),
@@ -142,6 +142,7 @@ CSV_COLUMNS = (
     "baseline_run",
     "model_path",
     "config_hash",
+    "sandbox",
 )
 
 LEGEND = (
@@ -155,6 +156,12 @@ LEGEND = (
     "single-threaded CPU job (it leaves out waiting for a core), on wall time otherwise; robust to load. "
     "†: timed while the machine was oversubscribed (summary.json timing.contended_why), or its baseline "
     "was: that tokens/s or speedup is not to be trusted."
+)
+
+
+SANDBOX_NOTE = (
+    "[bwrap], [ns], [none]: the isolation a code benchmark's programs ran under (README, \"Running generated "
+    'code"); none means uncontained.'
 )
 
 
@@ -226,6 +233,8 @@ def render(runs: Runs, cost: CostTable | None = None, scope: str = "") -> dict[s
     right = [r for _, r, _ in DISPLAY]
     rows = display_rows(frame)
     notes = [LEGEND, projection.legend(cost)]
+    if frame["sandbox"].notna().any():
+        notes.append(SANDBOX_NOTE)
     if runs.incomplete:
         n = runs.n_incomplete
         notes.append(f"{n} incomplete run folder{'s' * (n != 1)} (no summary.json yet) skipped.")

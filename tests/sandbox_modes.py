@@ -1,0 +1,248 @@
+"""The sandbox's modes for the adversarial suite: which this machine can create, a hard cap of the test's
+own around each driver, and the table of outcomes (`python tests/sandbox_modes.py`).
+
+Modes: as root with bubblewrap (`root-bwrap`), with the launcher's own namespaces (`root-ns`) and
+uncontained (`root-none`); as an unprivileged user (SSD_TEST_USER, default `ssdtest`, created by .ci/run)
+with bubblewrap (`user-bwrap`) and uncontained (`user-none`); without root, the user modes run as the
+current user. Under `none` only the controls and the forgeries run: that mode contains nothing, so the
+harmful ones would hit this machine.
+
+Every driver (tests/adversary.py) runs under a hard cap set before anything starts, so that a
+containment regression fails a test instead of exhausting the machine: as root, a cgroup (pids.max,
+memory limit; the sandbox's groups nest inside it); for the unprivileged user, also RLIMIT_NPROC on its
+dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now + a margin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import adversary_cases  # noqa: E402
+
+from ssd.benchmarks import cgroups  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ADVERSARY = Path(__file__).resolve().parent / "adversary.py"
+USER = os.environ.get("SSD_TEST_USER", "ssdtest")
+ROOT = os.geteuid() == 0
+SYSTEM_PYTHON = "/usr/bin/python3"
+CAP_PIDS, CAP_MEMORY, CAP_NPROC = 600, 4 << 30, 400
+MODES = {  # name: (runs as USER, isolation, only the harmless cases)
+    "root-bwrap": (False, "bwrap", False),
+    "root-ns": (False, "ns", False),
+    "root-none": (False, "none", True),
+    "user-bwrap": (True, "bwrap", False),
+    "user-none": (True, "none", True),
+}
+CATALOGUE = adversary_cases.cases({"canary": "/c", "key": "/k", "port": "1", "harness": "1"})
+KEY = REPO / "data" / "humaneval" / "test.jsonl"
+
+
+def unavailable(mode: str) -> str | None:
+    as_user, isolation, _ = MODES[mode]
+    if not as_user and not ROOT:
+        return "needs root"
+    if isolation == "bwrap" and shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    if as_user and ROOT:
+        try:
+            pwd.getpwnam(USER)
+        except KeyError:
+            return f"no user {USER!r} to run the unprivileged modes as (useradd --system {USER})"
+        if not os.path.exists(SYSTEM_PYTHON):
+            return f"{SYSTEM_PYTHON} is missing"
+        if not _user_can_import():
+            return f"user {USER} cannot import ssd from {REPO} with {SYSTEM_PYTHON} (folder permissions?)"
+    if ROOT and not as_user:
+        probe = cgroups.create(f"ssd-test-probe-{os.getpid()}-{time.monotonic_ns()}", 8, 1 << 30)
+        if probe is None:
+            return "no writable cgroup to cap the suite with"
+        probe.remove()
+    return None
+
+
+@functools.cache
+def _user_can_import() -> bool:
+    probe = ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--", "env", "-i"]
+    probe += [f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-c", "import ssd.benchmarks.sandbox"]
+    return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+
+
+class Cap:
+    """This test's own hard cap around one driver (see the module doc); what was left in it afterwards."""
+
+    def __init__(self, name: str, as_user: bool) -> None:
+        self.uid = pwd.getpwnam(USER).pw_uid if (as_user and ROOT) else None
+        self.group = cgroups.create(f"ssd-test-{name}-{os.getpid()}", CAP_PIDS, CAP_MEMORY) if ROOT else None
+        if ROOT and self.group is None and self.uid is None:
+            raise RuntimeError("no cap available")  # unavailable() skips these modes first
+        nproc = CAP_NPROC if self.uid is not None else _own_processes() + 256
+        if ROOT and self.uid is None:
+            nproc = None  # root ignores RLIMIT_NPROC: the cgroup is the cap
+        self.prefix = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            WRAP,
+            json.dumps(self.group.procs if self.group else []),
+        ]
+        self.prefix.append(json.dumps([nproc, CAP_MEMORY]))
+        if self.uid is not None:
+            self.prefix += ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--"]
+
+    def left(self) -> list[int]:
+        """Live processes of the driver's tree (its cgroup) or of the dedicated uid, once the driver ended."""
+        found = set(self.group.members()) if self.group else set()
+        if self.uid is not None:
+            found.update(sandbox_uid_members(self.uid))
+        return sorted(found)
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.kill()
+            self.group.empty()
+            self.group.remove()
+        if self.uid is not None:
+            for pid in sandbox_uid_members(self.uid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+WRAP = (
+    "import json, os, resource, sys\n"
+    "for p in json.loads(sys.argv[1]):\n    open(p, 'w').write(str(os.getpid()))\n"
+    "nproc, mem = json.loads(sys.argv[2])\n"
+    "if nproc is not None:\n    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
+    "os.execvp(sys.argv[3], sys.argv[3:])\n"
+)
+
+
+def _own_processes() -> int:
+    uid = os.getuid()
+    return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
+
+
+def _owner(p: Path) -> int | None:
+    try:
+        return p.stat().st_uid
+    except OSError:
+        return None
+
+
+def sandbox_uid_members(uid: int) -> list[int]:
+    from ssd.benchmarks.cage import uid_members
+
+    return uid_members(uid)
+
+
+def driver_argv(as_user: bool, args: list[str], **extra_env: str) -> tuple[list[str], dict[str, str]]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8", **extra_env}
+    env["SSD_ADVERSARY_SECRET"] = adversary_cases.SECRET  # what the leak probes look for
+    python = SYSTEM_PYTHON if (as_user and ROOT) else sys.executable
+    return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, str(ADVERSARY), *args], env
+
+
+def run_all_modes() -> dict:
+    """Every available mode's driver, all at once, each under its own cap; mode -> report or skip reason."""
+    out = Path(tempfile.mkdtemp(prefix="ssd-adversary-out-"))
+    out.chmod(0o777)
+    key = str(KEY.resolve()) if KEY.exists() else str(ADVERSARY)
+    found: dict = {}
+    # The two user modes share one uid (its processes are what is checked), so they run one after the other.
+    for wave in ([m for m in MODES if m != "user-none"], ["user-none"]):
+        running = {}
+        for mode in wave:
+            as_user, isolation, harmless = MODES[mode]
+            why = unavailable(mode)
+            if why:
+                found[mode] = why
+                continue
+            cap = Cap(mode, as_user)
+            argv, _ = driver_argv(as_user, [isolation, str(out / f"{mode}.json"), key])
+            argv += ["--only-harmless"] if harmless else []
+            proc = subprocess.Popen([*cap.prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            running[mode] = (proc, cap)
+        for mode, (proc, cap) in running.items():
+            try:
+                log, _ = proc.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                log, _ = proc.communicate()
+            time.sleep(0.2)  # the kernel finishes tearing namespaces down
+            left = cap.left()
+            cap.close()
+            path = out / f"{mode}.json"
+            report = json.loads(path.read_text()) if path.exists() else {}
+            found[mode] = {**report, "returncode": proc.returncode, "log": log.decode()[-3000:], "left": left}
+    shutil.rmtree(out, ignore_errors=True)
+    return found
+
+
+def violations(case: str, result: dict) -> list[str]:
+    """What went wrong with one graded case: a wrong verdict, a marker of an escape, a broken cap."""
+    spec, found = CATALOGUE[case], []
+    status, details, stdout = result["status"], result["details"], result["stdout"]
+    if (status == "passed") != (spec.expect == "pass"):
+        found.append(
+            f"graded {status}, expected {spec.expect}: {details.get('reason')} {result['stderr'][-300:]}"
+        )
+    found += [f"marker {m} in stdout: {stdout[-300:]}" for m in adversary_cases.MARKERS if m in stdout]
+    if details["survivors"] != 0:
+        found.append(f"{details['survivors']} processes survived")
+    for line in stdout.splitlines():
+        if line.startswith("WRITTEN ") and int(line.split()[1]) > (16 << 20):
+            found.append(f"wrote {line.split()[1]} bytes past the 16 MiB tmpfs")
+    for peak, cap in (("memory_peak", "memory_max"), ("pids_peak", "pids_max")):
+        if cap in details and peak in details and details[peak] > details[cap]:
+            found.append(f"{peak} {details[peak]} > {cap} {details[cap]}")
+    return found
+
+
+def table(found: dict) -> str:
+    """The suite as a Markdown table, case x mode -> status (and what went wrong, if anything)."""
+    modes = list(MODES)
+    lines = ["| case | category | expect | " + " | ".join(modes) + " |", "|---" * (3 + len(modes)) + "|"]
+    for case, spec in CATALOGUE.items():
+        cells = []
+        for mode in modes:
+            report = found[mode]
+            if isinstance(report, str):
+                cells.append("unavailable")
+            elif case not in report.get("cases", {}):
+                cells.append("not run")
+            else:
+                result = report["cases"][case]
+                bad = violations(case, result)
+                cells.append(
+                    result["status"] + (" **VIOLATION: " + "; ".join(bad)[:120] + "**" if bad else "")
+                )
+        lines.append(f"| {case} | {spec.category} | {spec.expect} | " + " | ".join(cells) + " |")
+    batch = []
+    for mode in modes:
+        report = found[mode]
+        if not isinstance(report, str):
+            keys = ("returncode", "left", "canary", "new_files", "accepted", "sysv", "shared_files")
+            batch.append(f"- {mode}: " + ", ".join(f"{k}={report.get(k)!r}" for k in keys))
+    return (
+        "\n".join(lines)
+        + "\n\nAfter each driver (harness unharmed, nothing left, nothing reached):\n"
+        + "\n".join(batch)
+    )
+
+
+if __name__ == "__main__":  # python tests/sandbox_modes.py: the suite's table, for the record
+    print(table(run_all_modes()))
