@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -60,3 +61,26 @@ def load_script(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_job(ckpt: Path, out: Path, **settings: Any) -> Any:
+    """The composed config of a small stepwise job on the tiny LLaDA at `ckpt` (arith, 3 samples, 16
+    tokens), writing under `out`; `settings` (Hydra override keys) change or add to it."""
+    from hydra import compose, initialize_config_dir
+
+    from ssd.config import register
+    from ssd.run import CONF_DIR
+
+    base = {
+        "model": "tiny_llada",
+        "model.path": ckpt,
+        "benchmark": "arith",
+        "decoder": "stepwise",
+        "decoder.gen_length": 16,
+        "decoder.block_length": 8,
+        "limit": 3,
+        "output_dir": out,
+    }
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[f"{k}={v}" for k, v in {**base, **settings}.items()])

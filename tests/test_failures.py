@@ -14,32 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from ssd.benchmarks import data
-from ssd.config import register
 from ssd.errors import SSDError
 from ssd.models.llada import LLaDA
 from ssd.results.runfolder import RunFolder
 from ssd.results.storage import storage_error
-from ssd.run import CONF_DIR, run_job
-from tests.helpers import real_data
+from ssd.run import run_job
+from tests.helpers import real_data, tiny_job
 
 
 def job(ckpt: Path, out: Path, **extra: Any) -> Any:
-    settings = {
-        "model": "tiny_llada",
-        "model.path": ckpt,
-        "benchmark": "arith",
-        "decoder.gen_length": 16,
-        "decoder.block_length": 8,
-        "limit": 3,
-        "output_dir": out,
-        **extra,
-    }
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
+    return tiny_job(ckpt, out, **{"decoder": "stepwise", **extra})
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------

@@ -253,28 +253,10 @@ def test_the_isolation_reaches_the_summary_and_the_tables(tmp_path):
 
 
 def _job(tmp_path: Path, ckpt: Path, **extra: object):
-    from hydra import compose, initialize_config_dir
+    from tests.helpers import real_data, tiny_job
 
-    from ssd.config import register
-    from ssd.run import CONF_DIR
-    from tests.helpers import real_data
-
-    settings = {
-        "model": "tiny_llada",
-        "model.path": ckpt,
-        "benchmark": "humaneval",
-        "benchmark.data_dir": real_data("humaneval"),
-        "benchmark.chat": False,
-        "decoder": "stepwise",
-        "decoder.gen_length": 16,
-        "decoder.block_length": 8,
-        "limit": 1,
-        "output_dir": tmp_path,
-        **extra,
-    }
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
+    code = {"benchmark": "humaneval", "benchmark.data_dir": real_data("humaneval"), "benchmark.chat": False}
+    return tiny_job(ckpt, tmp_path, **code, limit=1, **extra)
 
 
 def test_a_code_run_records_its_isolation_in_summary_json(tmp_path, tiny_checkpoints):

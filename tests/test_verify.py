@@ -11,33 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from ssd.config import register
 from ssd.errors import SSDError
 from ssd.report import load_runs
 from ssd.report.paper import main as paper_main
 from ssd.report.plots import main as plots_main
 from ssd.report.tables import main as tables_main
 from ssd.results.verify import verify
-from ssd.run import CONF_DIR, run_job
+from ssd.run import run_job
+from tests.helpers import tiny_job
 
 
 def job(ckpt: Path, out: Path, **extra: Any) -> Any:
-    settings = {
-        "model": "tiny_llada",
-        "model.path": ckpt,
-        "benchmark": "arith",
-        "decoder": "stepwise",
-        "decoder.gen_length": 16,
-        "decoder.block_length": 8,
-        "limit": 3,
-        "output_dir": out,
-        **extra,
-    }
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"{k}={v}" for k, v in settings.items()])
+    return tiny_job(ckpt, out, **extra)
 
 
 @pytest.fixture(scope="module")
