@@ -15,7 +15,7 @@ layouts (`VerifyLayout`): batch (a row per candidate, the cache copied per row) 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
@@ -23,8 +23,19 @@ from ssd.config import CacheMode, VerifyLayout
 from ssd.models.layers import AttendHook, Window, sdpa
 from ssd.models.tree import shared_attention, tree_mask
 
-if TYPE_CHECKING:
-    from ssd.models.base import DiffusionLM
+
+class Denoiser(Protocol):
+    """What BlockForward needs of a model (DiffusionLM provides it): named here, not imported, so that
+    base.py (which builds caches) and this module do not import each other."""
+
+    predicts_from_previous_position: bool
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __call__(self, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor: ...
+
+    def refresh(self, tokens: torch.Tensor, mode: CacheMode, start: int, end: int, **kwargs: Any) -> Any: ...
 
 
 class KVCache:
@@ -192,7 +203,7 @@ class BlockForward:
 
     def __init__(
         self,
-        model: DiffusionLM,
+        model: Denoiser,
         mode: CacheMode,
         pad: torch.Tensor | None = None,
         layout: VerifyLayout = VerifyLayout.auto,

@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -17,8 +17,9 @@ from safetensors.torch import save_file
 
 from ssd.errors import SSDError
 
-if TYPE_CHECKING:
-    from ssd.models.base import DiffusionLM
+# A model class with the official layout's hooks (from_config, config_dict, tokenizer): the subclasses of
+# DiffusionLM. Bound to nn.Module, not imported, so that base.py and this module do not import each other.
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -131,9 +132,7 @@ def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     return dev, getattr(torch, dtype)
 
 
-def load_model(
-    cls: type[DiffusionLM], path: str | Path, dtype: str = "auto", device: str = "auto"
-) -> DiffusionLM:
+def load_model(cls: type[Model], path: str | Path, dtype: str = "auto", device: str = "auto") -> Model:
     folder = resolve(path)
     if not (folder / "config.json").is_file():
         raise SSDError(
@@ -205,7 +204,7 @@ def load_tokenizer(folder: Path) -> Any:
     )
 
 
-def save_checkpoint(model: DiffusionLM, folder: str | Path, max_shard_bytes: int = 2**30) -> Path:
+def save_checkpoint(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int = 2**30) -> Path:
     """Write `model` in the official layout: config.json, sharded safetensors + index, tokenizer."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
