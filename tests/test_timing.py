@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from ssd.run import CONF_DIR, run_job
 from tests.test_report import write_run
 
 
-def sample(cpu: float, wall: float, load: float = 0.5, speedup: float | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"timing": {"cpu_seconds": cpu, "wall_seconds": wall, "load_average": load}}
+def sample(
+    cpu: float, wall: float, load: float = 0.5, speedup: float | None = None, wait: float | None = None
+) -> dict[str, Any]:
+    metered = {"cpu_seconds": cpu, "wall_seconds": wall, "load_average": load, "wait_seconds": wait}
+    record: dict[str, Any] = {"timing": metered}
     if speedup is not None:  # CPU-time speedup as given, the wall-clock one inflated by waiting
         ours, theirs = (20, 2.0 * wall, wall), (20, 3.0 * speedup * wall, speedup * wall)
         record["paired"] = timing.paired_record("stepwise", ours, theirs)
@@ -38,6 +42,11 @@ def test_contention_from_cpu_share_and_load(monkeypatch: pytest.MonkeyPatch) -> 
     assert starved["contended"] and "45% of a core" in starved["contended_why"]
     loaded = timing.contention([sample(1.0, 1.0, load=4.0)], threads=1, device="cpu")
     assert loaded["contended"] and "load average 4.0 on 2 usable cores" in loaded["contended_why"]
+    # Where the run-queue delay was read, it is the verdict and the (trailing) load average is not.
+    waited = timing.contention([sample(1.0, 1.0, wait=0.3, load=0.5)], threads=2, device="cuda")
+    assert waited["contended"] and "waited for a CPU 15% of the time" in waited["contended_why"]
+    stale = timing.contention([sample(1.0, 1.0, load=4.0, wait=0.01)], threads=1, device="cpu")
+    assert not stale["contended"] and stale["wait_share"] == 0.01
     # With several threads, or on a GPU, a low CPU share alone is no verdict (serial parts, waiting).
     assert not timing.contention([sample(0.5, 1.0)], threads=2, device="cpu")["contended"]
     assert not timing.contention([sample(0.1, 1.0)], threads=1, device="cuda")["contended"]
@@ -55,6 +64,34 @@ def test_meter_sees_cpu_work_and_sleep() -> None:
         time.sleep(0.05)
     assert busy["cpu_seconds"] > 0.5 * busy["wall_seconds"]
     assert idle["cpu_seconds"] < 0.5 * idle["wall_seconds"]
+
+
+@pytest.mark.skipif(timing.run_queue_waits() is None, reason="no per-thread schedstat here (not Linux)")
+def test_meter_sees_waiting_for_a_cpu() -> None:
+    """Pinned to one CPU beside a process spinning on it, this process waits about half the time."""
+    import subprocess
+    import sys
+    import time
+
+    cpu = min(os.sched_getaffinity(0))
+    saved = os.sched_getaffinity(0)
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"  # bounded by itself
+    burner = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        os.sched_setaffinity(burner.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})
+        time.sleep(0.2)
+        with timing.meter() as shared:
+            end = time.perf_counter() + 0.5
+            while time.perf_counter() < end:
+                pass
+    finally:
+        os.sched_setaffinity(0, saved)
+        burner.kill()
+        burner.wait()
+    assert shared["wait_seconds"] is not None and shared["wait_seconds"] > 0.2 * shared["wall_seconds"]
+    verdict = timing.contention([{"timing": shared}], threads=1, device="cpu")
+    assert verdict["contended"] and "waited for a CPU" in verdict["contended_why"]
 
 
 def test_paired_speedup_median_and_bootstrap_interval() -> None:

@@ -5,8 +5,12 @@ default (one intra-op thread per core) makes every job fight the others for the 
 a loaded 2-core machine was measured ~180x slower with 2 threads than with 1. So:
 
 - the runner sets torch's thread count (`timing.threads`, default 1) before anything is timed;
-- every timed decode is metered: process CPU time against wall time, and the load average, so a job that
-  waited for a CPU while it was timed is flagged `contended` in its summary (tables and plots mark it);
+- every timed decode is metered: process CPU time against wall time, and the time its threads spent
+  runnable but waiting for a CPU (the run-queue delay Linux keeps per thread in /proc/self/task/*/
+  schedstat), so a job that waited for a CPU while it was timed is flagged `contended` in its summary
+  (tables and plots mark it). The 1-minute load average is recorded too, but it trails the machine by
+  about a minute in both directions (seen here: 1.07 during a burst that cost a job 36% of its wall
+  time), so it is the verdict only where the run-queue delay cannot be read;
 - `timing.paired=true` times the decoder's reference on the same prompt right next to each sample,
   alternating which goes first, and reports the median per-sample speedup with a bootstrap interval:
   both sides of every ratio saw the same machine state, so the ratio survives load that the plain
@@ -25,7 +29,10 @@ from typing import Any
 
 # A single-threaded CPU job that got less than this share of a core while it was timed waited for a CPU.
 MIN_UTILIZATION = 0.8
-# The 1-minute load average (this job included) above the usable cores by more than this: oversubscribed.
+# Threads that waited in the run queue for more than this share of the wall time (per thread): oversubscribed.
+MAX_WAIT_SHARE = 0.1
+# Without the run-queue delay: the 1-minute load average (this job included) above the usable cores by
+# more than this: oversubscribed.
 LOAD_SLACK = 0.5
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -54,16 +61,43 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+def run_queue_waits() -> dict[str, float] | None:
+    """Seconds each thread of this process has spent runnable but waiting for a CPU, by thread id (the
+    second field of Linux's per-thread schedstat); None where it cannot be read."""
+    waits = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                waits[tid] = int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return waits or None
+
+
+def _waited(before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
+    """Run-queue seconds between two readings (a thread started in between counts whole)."""
+    if before is None or after is None:
+        return None
+    return sum(max(0.0, wait - before.get(tid, 0.0)) for tid, wait in after.items())
+
+
 @contextmanager
 def meter() -> Iterator[dict[str, float | None]]:
-    """Measure the block: wall and process CPU seconds (all threads), and the load average at its end."""
+    """Measure the block: wall and process CPU seconds (all threads), the seconds its threads waited for a
+    CPU, and the load average at its end."""
     out: dict[str, float | None] = {}
+    waits = run_queue_waits()
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         yield out
     finally:
         out["wall_seconds"] = time.perf_counter() - wall
         out["cpu_seconds"] = time.process_time() - cpu
+        out["wait_seconds"] = _waited(waits, run_queue_waits())
         out["load_average"] = load_average()
 
 
@@ -90,25 +124,32 @@ def contention(samples: Sequence[dict[str, Any]], threads: int, device: str) -> 
 
     cpu_utilization is CPU seconds over (wall seconds x threads): near 1 for a single-threaded job that had
     a core to itself. It is a verdict only on a CPU with one thread (with more, serial stretches lower it
-    legitimately; on a GPU the host mostly waits); the load average applies everywhere.
+    legitimately; on a GPU the host mostly waits). wait_share is run-queue seconds over (wall seconds x
+    threads): the share of the time the job's threads were ready to run but had no CPU, a verdict on any
+    device and thread count. The load average is one only for records without run-queue seconds.
     """
     timed = [s["timing"] for s in samples if isinstance(s.get("timing"), dict)]
     cores = usable_cores()
     cpu = sum(t.get("cpu_seconds") or 0.0 for t in timed)
     wall = sum(t.get("wall_seconds") or 0.0 for t in timed)
     loads = [t["load_average"] for t in timed if t.get("load_average") is not None]
+    waited = [t["wait_seconds"] for t in timed if t.get("wait_seconds") is not None]
     utilization = cpu / (wall * max(threads, 1)) if wall > 0 else None
+    wait_share = sum(waited) / (wall * max(threads, 1)) if wall > 0 and len(waited) == len(timed) else None
     load = statistics.median(loads) if loads else None
     reasons = []
     if device == "cpu" and threads == 1 and utilization is not None and utilization < MIN_UTILIZATION:
         reasons.append(f"got {utilization:.0%} of a core while timed")
-    if load is not None and load > cores + LOAD_SLACK:
+    if wait_share is not None and wait_share > MAX_WAIT_SHARE:
+        reasons.append(f"waited for a CPU {wait_share:.0%} of the time")
+    if wait_share is None and load is not None and load > cores + LOAD_SLACK:
         reasons.append(f"load average {load:.1f} on {cores} usable cores")
     return {
         "threads": threads,
         "usable_cores": cores,
         "timed_samples": len(timed),
         "cpu_utilization": None if utilization is None else round(utilization, 3),
+        "wait_share": None if wait_share is None else round(wait_share, 3),
         "load_average_median": None if load is None else round(load, 2),
         "load_average_max": round(max(loads), 2) if loads else None,
         "contended": bool(reasons),
