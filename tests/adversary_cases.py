@@ -339,7 +339,7 @@ def cases(ctx: dict[str, str]) -> dict[str, Case]:
 def _fill(folder: str) -> str:
     """Write 1 MiB files until the disk says no; print how much; then be correct (the cap is checked)."""
     return (
-        f"n = 0\ntry:\n    while n < (4 << 30):\n        with open({folder} + '/big%d' % n, 'wb') as out:\n"
+        f"n = 0\ntry:\n    while n < (64 << 20):\n        with open({folder} + '/big%d' % n, 'wb') as out:\n"
         "            out.write(b'x' * (1 << 20))\n        n += 1 << 20\nexcept OSError:\n    pass\n"
         "print('WRITTEN', n)\n" + ADD
     )

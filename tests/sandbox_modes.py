@@ -10,18 +10,18 @@ harmful ones would hit this machine.
 Every driver (tests/adversary.py) runs under a hard cap set before anything starts, so that a
 containment regression fails a test instead of exhausting the machine: as root, a cgroup (pids.max,
 memory limit; the sandbox's groups nest inside it); for the unprivileged user, also RLIMIT_NPROC on its
-dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now + a margin).
+dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now + a margin). A root
+mode runs only where the cgroup sets both pids.max and a memory limit. Without a cgroup (not root) the
+user modes' memory is capped per process (RLIMIT_AS), not in total.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adversary_cases  # noqa: E402
 
 from ssd.benchmarks import cgroups  # noqa: E402
+from ssd.benchmarks.cage import _kill_all, uid_members  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ADVERSARY = Path(__file__).resolve().parent / "adversary.py"
@@ -39,6 +40,7 @@ USER = os.environ.get("SSD_TEST_USER", "ssdtest")
 ROOT = os.geteuid() == 0
 SYSTEM_PYTHON = "/usr/bin/python3"
 CAP_PIDS, CAP_MEMORY, CAP_NPROC = 600, 4 << 30, 400
+CAP_LIMITS = {"pids_max", "memory_max"}  # what a root mode's cgroup must set to count as a cap
 MODES = {  # name: (runs as USER, isolation, only the harmless cases)
     "root-bwrap": (False, "bwrap", False),
     "root-ns": (False, "ns", False),
@@ -70,6 +72,8 @@ def unavailable(mode: str) -> str | None:
         if probe is None:
             return "no writable cgroup to cap the suite with"
         probe.remove()
+        if not probe.limits.keys() >= CAP_LIMITS:
+            return f"the writable cgroup cannot set {', '.join(sorted(CAP_LIMITS - probe.limits.keys()))}"
     return None
 
 
@@ -86,7 +90,8 @@ class Cap:
     def __init__(self, name: str, as_user: bool) -> None:
         self.uid = pwd.getpwnam(USER).pw_uid if (as_user and ROOT) else None
         self.group = cgroups.create(f"ssd-test-{name}-{os.getpid()}", CAP_PIDS, CAP_MEMORY) if ROOT else None
-        if ROOT and self.group is None and self.uid is None:
+        capped = self.group is not None and self.group.limits.keys() >= CAP_LIMITS
+        if ROOT and self.uid is None and not capped:
             raise RuntimeError("no cap available")  # unavailable() skips these modes first
         nproc = CAP_NPROC if self.uid is not None else _own_processes() + 256
         if ROOT and self.uid is None:
@@ -107,7 +112,7 @@ class Cap:
         """Live processes of the driver's tree (its cgroup) or of the dedicated uid, once the driver ended."""
         found = set(self.group.members()) if self.group else set()
         if self.uid is not None:
-            found.update(sandbox_uid_members(self.uid))
+            found.update(uid_members(self.uid))
         return sorted(found)
 
     def close(self) -> None:
@@ -116,9 +121,8 @@ class Cap:
             self.group.empty()
             self.group.remove()
         if self.uid is not None:
-            for pid in sandbox_uid_members(self.uid):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            uid = self.uid
+            _kill_all(lambda: uid_members(uid))  # repeated until none is left (a bomb forks on)
 
 
 WRAP = (
@@ -141,12 +145,6 @@ def _owner(p: Path) -> int | None:
         return p.stat().st_uid
     except OSError:
         return None
-
-
-def sandbox_uid_members(uid: int) -> list[int]:
-    from ssd.benchmarks.cage import uid_members
-
-    return uid_members(uid)
 
 
 def driver_argv(as_user: bool, args: list[str], **extra_env: str) -> tuple[list[str], dict[str, str]]:
