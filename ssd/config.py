@@ -235,7 +235,7 @@ class TimingConfig:
 
     # torch's intra-op CPU threads; null = torch's default (one per core). 1 by default: a job then never
     # fights itself for cores, and on a shared machine its timings stay comparable (see the README).
-    threads: int | None = 1
+    threads: int | None = knob(1, Bounds(lo=1, nullable=True))
     # Also time the decoder's reference on each sample, interleaved, for a paired per-sample speedup.
     paired: bool = False
 

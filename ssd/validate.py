@@ -16,19 +16,19 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ssd.bounds import Choices, check_of
-from ssd.config import SCHEMAS, ModelConfig, RunConfig, WandbConfig, parse_shard
+from ssd.config import SCHEMAS, ModelConfig, RunConfig, TimingConfig, WandbConfig, parse_shard
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 
-SECTIONS = ("model", "decoder", "benchmark", "wandb")  # the nested parts of a run config
+# The nested parts of a run config; the first three are picked by name (a decoder, a benchmark, ...).
+FIXED = {"model": ModelConfig, "wandb": WandbConfig, "timing": TimingConfig}
+SECTIONS = ("model", "decoder", "benchmark", "wandb", "timing")
 
 
 def schema_for(section: str, values: dict[str, Any]) -> type:
     """The dataclass a config section was composed from: picked by the section's `name`."""
-    if section == "model":
-        return ModelConfig
-    if section == "wandb":
-        return WandbConfig
+    if section in FIXED:
+        return FIXED[section]
     name = str(values.get("name"))
     schemas = SCHEMAS[section]
     if f"_schema_{name}" not in schemas:
@@ -47,7 +47,7 @@ def _where(schema: type) -> str:
         for key, node in schemas.items():
             if node is schema and key.startswith("_schema_"):
                 return f"the {key.removeprefix('_schema_')} {section}"
-    names = {ModelConfig: "model", WandbConfig: "wandb", RunConfig: "the run config"}
+    names = {schema: section for section, schema in FIXED.items()} | {RunConfig: "the run config"}
     return names.get(schema, schema.__name__)
 
 

@@ -154,7 +154,7 @@ def test_runner_pins_threads_records_timing_and_pairs(tmp_path: Path, capsys: An
 
 
 def test_runner_rejects_zero_threads(tmp_path: Path) -> None:
-    with pytest.raises(SSDError, match=r"timing.threads=0 must be at least 1"):
+    with pytest.raises(SSDError, match=r"timing.threads=0 is out of range: pass a value >= 1 or null"):
         run_job(arith_job(tmp_path, "timing.threads=0"))
 
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ssd.bounds import Bounds, Choices, check_of
-from ssd.config import SCHEMAS, ModelConfig, RunConfig, WandbConfig, register
+from ssd.config import SCHEMAS, ModelConfig, RunConfig, TimingConfig, WandbConfig, register
 from ssd.errors import SSDError
 from ssd.run import CONF_DIR, options, resolve
 from ssd.validate import check_config, check_device
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = options("experiment")
 
 # (section, schema) for every schema: the run config itself, the model, wandb, each decoder and benchmark.
-SCHEMA_LIST = [("", RunConfig), ("model", ModelConfig), ("wandb", WandbConfig)] + [
+SCHEMA_LIST = [("", RunConfig), ("model", ModelConfig), ("wandb", WandbConfig), ("timing", TimingConfig)] + [
     (group, schema) for group in ("decoder", "benchmark") for schema in SCHEMAS[group].values()
 ]
 FIELDS = [(section, schema, f) for section, schema in SCHEMA_LIST for f in dataclasses.fields(schema)]
