@@ -24,7 +24,7 @@ from ssd.config import RunConfig, parse_shard, register
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.results.progress import Progress, headline, heartbeat
-from ssd.results.runfolder import RunFolder, config_hash, first_difference, summarize
+from ssd.results.runfolder import RunFolder, aggregate, config_hash, first_difference
 from ssd.results.verify import verified_done
 from ssd.validate import check_config, check_device, hydra_errors
 
@@ -163,12 +163,9 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
 
     reset_peak_memory(_device(resolved["model"]["device"]))
     shard = parse_shard(resolved.get("shard"))
-    threads = resolved["timing"]["threads"]
-    if threads is not None and threads < 1:
-        raise SSDError(f"timing.threads={threads} must be at least 1, or null for torch's default")
     from ssd.results.timing import paired_reference, set_threads
 
-    set_threads(threads)
+    threads = set_threads(resolved["timing"]["threads"])
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
     paired = paired_reference(decoder) if resolved["timing"]["paired"] else None
@@ -196,7 +193,7 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         recorder = Recorder(folder, benchmark, model, references, len(samples), progress, paired_name)
         _generate(todo, parts, resolved["seed"], recorder, resolved["batch_size"], paired)
         records = folder.read_samples(ids)  # from the file, as any later reader would see it
-        summary = _summary(folder, resolved, records, model)
+        summary = _summary(folder, resolved, records, model, threads)
         folder.write_summary(summary)
     print(f"summary: {folder.summary_file}: {headline(summary)}", flush=True)
     if (resolved.get("wandb") or {}).get("mode", "disabled") != "disabled":
@@ -316,23 +313,16 @@ class Recorder:
 
 
 def _summary(
-    folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any
+    folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any, threads: int
 ) -> dict[str, Any]:
-    from ssd.benchmarks.sandbox import isolation_used
     from ssd.results.provenance import environment, peak_memory
-    from ssd.results.timing import contention, paired_summary, set_threads
 
     digest = config_hash(resolved)
     return {
         "run": folder.path.name,
         "config_hash": digest,
         "sweep": resolved["sweep"],
-        **summarize(samples),
-        **isolation_used(samples),  # code benchmarks: the sandbox their programs ran in
-        # Whether the machine was oversubscribed while this job was timed (ssd/results/timing.py), and
-        # under timing.paired the median per-sample speedup over the interleaved reference.
-        "timing": contention(samples, set_threads(None), model.device.type),
-        "paired_speedup": paired_summary(samples, model.device.type, set_threads(None)),
+        **aggregate(samples, model.device.type, threads),
         # This process's peak since the job started (a resumed job: since it resumed); what it measures
         # depends on the device: see ssd.results.provenance.PEAK_MEMORY_KINDS.
         **peak_memory(model.device),

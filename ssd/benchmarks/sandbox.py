@@ -324,10 +324,3 @@ def grade(
         return [_run_one(j, limits, mech) for j in jobs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
         return list(pool.map(lambda j: _run_one(j, limits, mech), jobs))
-
-
-def isolation_used(records: list[dict[str, Any]]) -> dict[str, str]:
-    """For a run's summary: {"sandbox": isolation} of the code benchmark's sample records ("a+b" if a
-    resumed run mixed them); {} for other benchmarks."""
-    used = sorted({str(r["details"]["isolation"]) for r in records if "isolation" in r.get("details", {})})
-    return {"sandbox": "+".join(used)} if used else {}

@@ -25,6 +25,7 @@ import yaml
 
 from ssd.errors import SSDError
 from ssd.results.storage import writing
+from ssd.results.timing import contention, paired_summary
 
 CONFIG = "config.yaml"
 SAMPLES = "samples.jsonl"
@@ -143,6 +144,25 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
             [d for s in samples for d in s.get("extra", {}).get("draft_lengths", [])]
         ),
         **_identity(samples),
+    }
+
+
+def isolation_used(records: list[dict[str, Any]]) -> dict[str, str]:
+    """{"sandbox": isolation} of a code benchmark's sample records ("a+b" if a resumed run mixed them); {}
+    for other benchmarks."""
+    used = sorted({str(r["details"]["isolation"]) for r in records if "isolation" in r.get("details", {})})
+    return {"sandbox": "+".join(used)} if used else {}
+
+
+def aggregate(samples: list[dict[str, Any]], device: str, threads: int) -> dict[str, Any]:
+    """Everything summary.json derives from sample records: the metrics, the sandbox of a code benchmark,
+    whether the job was oversubscribed while timed and its paired speedup (ssd/results/timing.py). One
+    place for a job's summary and for its shards merged back, so neither falls behind the other."""
+    return {
+        **summarize(samples),
+        **isolation_used(samples),
+        "timing": contention(samples, threads, device),
+        "paired_speedup": paired_summary(samples, device, threads),
     }
 
 
