@@ -218,7 +218,11 @@ class BlockDecoder(Decoder):
         if self.cfg.temperature > 0:
             if noise is None:
                 raise ValueError("predict_block: temperature > 0 needs the sequence's noise")
-            steps_t = torch.as_tensor(steps, device=logits.device).expand(logits.shape[0])
+            n = logits.shape[0]
+            if isinstance(steps, int):  # torch.full: no host-to-device copy to wait for
+                steps_t = torch.full((n,), steps, dtype=torch.long, device=logits.device)
+            else:
+                steps_t = steps.expand(n)
             uniform = noise.uniform(steps_t, logits.shape[1], logits.shape[2], logits.device)
         tokens, confidence = predict(logits, masked, self.cfg.temperature, uniform)
         if at_refresh and fwd.first_position_from_refresh:

@@ -101,11 +101,14 @@ class SelfSpeculative(BlockDecoder):
             else:
                 layout = resolve(self.paths, remaining, seeding and remaining > 1)
             if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward
-                x[0, start + order[0]] = tokens[0, order[0]]
+                x[0, start + order[:1]] = tokens[0, order[:1]]  # 1-d indices: no host read
                 committed.append(1)
                 return None
             t = self._tensors(layout, x.device)
             cands = self.candidates(logits, layout, noise, step)
+            # the root's commit is stepwise's own choice, taken from the very numbers stepwise uses (the
+            # batched candidate scores may round differently in the last bit)
+            cands[0, :, 0] = tokens[0]
             # 2. the candidate states, one per node
             states, own_pos, own_tok = node_states(x, start, order, cands, t)
             # 3. verify the evaluated ones in one forward; walk from the root
