@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from lossless_tiny import prompt  # the same random prompts (scripts/ is on sys.path when run)
 
 from ssd.config import CacheMode, SSDConfig
 from ssd.decoders.ssd import SelfSpeculative
@@ -46,12 +47,6 @@ MODES = (
     (CacheMode.dual, "tree", False, False),
     (CacheMode.dual, "tree", True, False),
 )
-
-
-def prompt(vocab: int, seed: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    length = int(torch.randint(1, 24, (1,), generator=g))
-    return torch.randint(8, vocab, (length,), generator=g).tolist()
 
 
 def run(prompts: int, temperatures: tuple[float, ...]) -> list[dict]:

@@ -35,6 +35,10 @@ class ReplaySSD(SelfSpeculative):
 
     def __init__(self, cfg: SSDConfig, pattern: list[int]) -> None:
         super().__init__(cfg)
+        if cfg.tree or cfg.tree_budget:
+            raise ValueError(
+                "ReplaySSD replays the chain's accepted depths: a tree's branches are not recorded"
+            )
         self.pattern: Iterator[int] = cycle(pattern)
 
     def accept(self, layout: Layout, *args: torch.Tensor) -> int:

@@ -39,16 +39,16 @@ def projected_seconds(
     histogram: dict[str, int], n_samples: int, blocks: int, cache: str, table: CostTable
 ) -> float:
     """Projected decoding time of a run from its histogram of rows per forward (refreshes included,
-    recorded as 1-row forwards: one per block per sample)."""
+    recorded as 1-row forwards: one per block per sample with a cache; without one, every forward is
+    priced as full-sequence rows, so a run whose filled blocks seed the next needs no refresh count)."""
     counts = {int(k): int(v) for k, v in histogram.items()}
+    if cache == "none":  # every forward runs the whole sequence: refreshes (however many) and rows alike
+        return sum(table.refresh_ms * rows * n for rows, n in counts.items()) / 1000.0
     refreshes = n_samples * blocks
     if counts.get(1, 0) < refreshes:
         raise ValueError(f"{refreshes} refreshes expected, only {counts.get(1, 0)} one-row forwards recorded")
     counts[1] -= refreshes
-    if cache == "none":
-        forwards = sum(table.refresh_ms * rows * n for rows, n in counts.items())
-    else:
-        forwards = sum(table.ms(rows) * n for rows, n in counts.items())
+    forwards = sum(table.ms(rows) * n for rows, n in counts.items())
     return (refreshes * table.refresh_ms + forwards) / 1000.0
 
 
