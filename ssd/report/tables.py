@@ -92,7 +92,7 @@ DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("TPF", True, lambda r: fmt(r["tokens_per_forward"], ".2f")),
     ("tokens/s", True, lambda r: fmt(r["throughput_tokens_per_s"], ".1f") + _dagger(r)),
     ("speedup", True, lambda r: fmt(r["speedup"], ".2f", "×") + ("†" if r.get("speed_suspect") else "")),
-    ("paired speedup", True, lambda r: _paired(r)),
+    ("paired speedup", True, _paired),
     ("projected speedup", True, lambda r: fmt(r["projected_speedup"], ".2f", "×")),
     ("peak memory", True, _peak_memory),
     ("device", False, lambda r: r["device"]),

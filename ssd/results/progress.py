@@ -63,8 +63,8 @@ def headline(summary: dict[str, Any]) -> str:
     paired = summary.get("paired_speedup")
     if paired:
         lo, hi = paired["ci95"]
-        clock = "CPU time" if paired.get("basis") == "cpu" else "wall time"
-        parts.append(f"paired speedup {paired['median_speedup']:.2f}x ({clock}, 95% CI {lo:.2f}-{hi:.2f})")
+        basis = "CPU time" if paired.get("basis") == "cpu" else "wall time"
+        parts.append(f"paired speedup {paired['median_speedup']:.2f}x ({basis}, 95% CI {lo:.2f}-{hi:.2f})")
     timing = summary.get("timing") or {}
     if timing.get("contended"):
         parts.append(f"CONTENDED while timed ({timing['contended_why']}): speeds unreliable")

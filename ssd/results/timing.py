@@ -37,6 +37,12 @@ LOAD_SLACK = 0.5
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def single_threaded_cpu(device: str, threads: int) -> bool:
+    """A job whose CPU seconds measure it alone: one thread on a CPU (on a quiet machine they are its wall
+    seconds; with more threads serial stretches lower them, and on a GPU the host mostly waits)."""
+    return device == "cpu" and threads == 1
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. a Slurm or cgroup allotment)."""
     try:
@@ -138,7 +144,7 @@ def contention(samples: Sequence[dict[str, Any]], threads: int, device: str) -> 
     wait_share = sum(waited) / (wall * max(threads, 1)) if wall > 0 and len(waited) == len(timed) else None
     load = statistics.median(loads) if loads else None
     reasons = []
-    if device == "cpu" and threads == 1 and utilization is not None and utilization < MIN_UTILIZATION:
+    if single_threaded_cpu(device, threads) and utilization is not None and utilization < MIN_UTILIZATION:
         reasons.append(f"got {utilization:.0%} of a core while timed")
     if wait_share is not None and wait_share > MAX_WAIT_SHARE:
         reasons.append(f"waited for a CPU {wait_share:.0%} of the time")
@@ -196,7 +202,7 @@ def paired_basis(device: str, threads: int) -> str:
     seconds on a quiet machine (measured: 98-100% of a core), and they leave out the time spent waiting
     for a core on a busy one, which time slicing does not hand out in proportion to a sample's length.
     With more threads, or on a GPU, only the wall clock says what the user waits."""
-    return "cpu" if device == "cpu" and threads == 1 else "wall"
+    return "cpu" if single_threaded_cpu(device, threads) else "wall"
 
 
 def paired_summary(samples: Sequence[dict[str, Any]], device: str, threads: int) -> dict[str, Any] | None:
