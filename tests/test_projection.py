@@ -34,6 +34,8 @@ def test_projected_time_prices_refreshes_cached_and_uncached_forwards(tmp_path: 
     assert projected_seconds(hist, 2, 3, "none", t) == pytest.approx((6 * 30 + 4 * 30 + 10 * 90) / 1000)
     with pytest.raises(ValueError, match="refreshes"):
         projected_seconds({"3": 5}, 2, 3, "dual", t)
+    # without a cache, filled blocks that seed the next (seed_next_block) skip refreshes: still priced
+    assert projected_seconds({"1": 2, "4": 5}, 2, 3, "none", t) == pytest.approx((2 * 30 + 5 * 120) / 1000)
 
 
 def test_projected_speedup_is_against_the_runs_baseline(tmp_path: Path) -> None:
