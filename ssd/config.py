@@ -94,7 +94,8 @@ class SSDConfig(DecoderConfig):
     tree: str = ""  # a verification tree shape (ssd/decoders/tree.py), e.g. "0-1-00"; "": the chain
     tree_budget: int = knob(0, NON_NEGATIVE)  # > 0: an adaptive tree of at most this many rows (adaptive.py)
     tree_cost: str = ""  # with tree_budget: a forward-cost JSON; the budget is then chosen per iteration
-    # cache none: also evaluate the states that fill the block; the one accepted seeds the next block
+    # also evaluate the states that fill the block, as the next block's refresh (with a cache: full rows
+    # beside the cached ones); the one accepted stands in for that refresh
     seed_next_block: bool = False
 
     def relations(self) -> list[str]:
@@ -103,10 +104,10 @@ class SSDConfig(DecoderConfig):
             problems.append("decoder.tree and decoder.tree_budget exclude each other: set one of them")
         if self.tree_cost and not self.tree_budget:
             problems.append("decoder.tree_cost prices an adaptive tree: set decoder.tree_budget too")
-        if self.seed_next_block and (self.cache != "none" or self.bit_exact):
+        if self.seed_next_block and self.bit_exact:
             problems.append(
-                "decoder.seed_next_block needs decoder.cache=none and decoder.bit_exact=false: drop it or "
-                "change those"
+                "decoder.seed_next_block needs decoder.bit_exact=false (its full rows do not take the padded "
+                "shape): drop one of them"
             )
         if not (self.tree or self.tree_budget):
             problems += _draft_within_block(self.draft_length, self.block_length, 1)

@@ -119,16 +119,24 @@ def test_sampling_differs_by_seed_and_from_greedy() -> None:
     assert a != b and greedy not in (a, b)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(s=setups, spec=shapes(), budget=st.sampled_from([0, 0, 4]), temperature=st.sampled_from([0.0, 0.7]))
-def test_without_a_cache_the_state_filling_a_block_seeds_the_next(
+def test_the_state_filling_a_block_seeds_the_next(
     s: dict, spec: str, budget: int, temperature: float
 ) -> None:
-    """Same tokens as stepwise; the same walk as without seeding, minus the refreshes it stood in for."""
+    """Every cache mode and layout: stepwise's tokens; the same walk as without seeding, minus the
+    refreshes it stood in for (with a cache, the filling states' full rows are the next refresh)."""
     model = model_for(s["arch"], s["seed"], s["init_std"])
     prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
     tree = {"tree_budget": budget} if budget else {"tree": spec}
-    common = dict(gen_length=16, block_length=s["block_length"], temperature=temperature, **tree)
+    common = dict(
+        gen_length=16,
+        block_length=s["block_length"],
+        temperature=temperature,
+        cache=s["cache"],
+        verify_layout=s["layout"],
+        **tree,
+    )
     plain = SelfSpeculative(SSDConfig(**common)).generate(model, prompt, 5)
     seeded_dec = SelfSpeculative(SSDConfig(**common, seed_next_block=True))
     seeded = seeded_dec.generate(model, prompt, 5)
@@ -139,11 +147,47 @@ def test_without_a_cache_the_state_filling_a_block_seeds_the_next(
     blocks = 16 // s["block_length"]
     assert plain.nfe - (blocks - 1) <= seeded.nfe <= plain.nfe
     assert max(seeded.forward_batch_sizes) <= seeded_dec.rows_per_forward()
+    # every forward says how many of its rows ran the whole sequence: refreshes, seeds, no-cache rows
+    shapes_ = list(zip(seeded.forward_batch_sizes, seeded.forward_full_rows, strict=True))
+    assert len(shapes_) == seeded.nfe and all(0 <= f <= r for r, f in shapes_) and shapes_[0] == (1, 1)
+    if s["cache"] is CacheMode.none:
+        assert all(f == r for r, f in shapes_)
+    else:  # a refresh for each block no filling state seeded; full rows only beside cached ones
+        refreshes = sum(1 for r, f in shapes_ if r == f == 1)
+        assert all(f == 0 or f < r for r, f in shapes_[1:] if (r, f) != (1, 1))
+        assert 1 <= refreshes <= blocks
+        if not budget:  # the same walk: each forward saved is a refresh a seed stood in for
+            assert refreshes == blocks - (plain.nfe - seeded.nfe)
 
 
-def test_seeding_saves_refreshes_on_a_peaked_model() -> None:
+PEAKED_TREE = "0-1-00-000-0000-00000-000000"
+
+
+@pytest.mark.parametrize("cache", list(CacheMode))
+def test_seeded_batches_decode_each_prompt_as_alone(cache: CacheMode) -> None:
+    """Prompts of different lengths decoded together (left padding; some sequences seeded by their own
+    full rows while others refresh): each gets the tokens, walk and rows it gets alone."""
     model = model_for("llada", 2, 1.5)
-    common = dict(gen_length=24, block_length=8, tree="0-1-00-000-0000-00000-000000")
+    prompts = [random_prompt(len(model.tokenizer), i, 3 + 4 * i) for i in range(4)]
+    dec = SelfSpeculative(
+        SSDConfig(gen_length=24, block_length=8, cache=cache, tree=PEAKED_TREE, seed_next_block=True)
+    )
+    alone = [dec.generate(model, p, 3) for p in prompts]
+    together = dec.generate_batch(model, prompts, [3] * 4)
+    for a, b, p in zip(alone, together, prompts, strict=True):
+        ref = Stepwise(dec.reference_config()).generate(model, p, 3)
+        assert b.tokens == a.tokens == ref.tokens
+        assert (b.accepted, b.forward_batch_sizes, b.forward_full_rows) == (
+            a.accepted,
+            a.forward_batch_sizes,
+            a.forward_full_rows,
+        )
+
+
+@pytest.mark.parametrize("cache", list(CacheMode))
+def test_seeding_saves_refreshes_on_a_peaked_model(cache: CacheMode) -> None:
+    model = model_for("llada", 2, 1.5)
+    common = dict(gen_length=24, block_length=8, tree=PEAKED_TREE, cache=cache)
     nfe = [0, 0]
     for i in range(10):
         prompt = random_prompt(len(model.tokenizer), i)
@@ -194,7 +238,7 @@ def test_a_tree_costs_no_more_forwards_than_its_chain_on_a_peaked_model() -> Non
         (dict(tree="0", tree_budget=4), "exclude each other"),
         (dict(tree_budget=-1), "tree_budget"),
         (dict(tree_budget=4, tree_cost="/nonexistent.json"), "not found"),
-        (dict(seed_next_block=True, cache=CacheMode.dual), "seed_next_block needs"),
+        (dict(seed_next_block=True, cache=CacheMode.dual, bit_exact=True), "seed_next_block needs"),
     ],
 )
 def test_bad_tree_knobs_are_one_line_errors(knobs: dict, message: str) -> None:

@@ -31,6 +31,9 @@ class Generation:
     wall_seconds: float  # decoding time (device synchronised)
     accepted: list[int] = field(default_factory=list)  # tokens committed per iteration (speculative decoders)
     extra: dict[str, Any] = field(default_factory=dict)
+    # of each forward's rows, those that ran the whole sequence (a refresh: 1 of 1; no cache: all; a
+    # cached forward: 0, or the states seeding the next block). Empty: not recorded (older decoders)
+    forward_full_rows: list[int] = field(default_factory=list)
 
 
 class Decoder(ABC):
@@ -90,10 +93,29 @@ class Decoder(ABC):
         return 1
 
 
-# A decoder's work on one block of one sequence: it yields candidate states [k, T] and is sent their
-# block logits [k, L, V]; it commits tokens into its sequence in place and ends when the block is full,
-# returning None, or (no cache) the next block's logits [1, L, V] at the state it filled the block with.
-BlockLoop = Generator[torch.Tensor, torch.Tensor, torch.Tensor | None]
+@dataclass
+class Rows:
+    """A block loop's request: candidate states [k, T], of which the last `full` fill the block. With a
+    cache those run as full forwards of the next block's refresh (their logits come back for that block,
+    their keys/values are kept aside); without one every row is a full forward anyway."""
+
+    states: torch.Tensor
+    full: int = 0
+
+
+@dataclass
+class Seed:
+    """A block loop's end at an evaluated state that filled the block: its row (the index among the rows
+    of the last request) stands in for the next block's refresh, whose logits [1, L, V] it carries."""
+
+    logits: torch.Tensor
+    row: int
+
+
+# A decoder's work on one block of one sequence: it yields candidate states [k, T] (or `Rows`) and is
+# sent their block logits [k, L, V]; it commits tokens into its sequence in place and ends when the
+# block is full, returning None, or a `Seed` for the next block.
+BlockLoop = Generator[torch.Tensor | Rows, torch.Tensor, Seed | None]
 
 
 class BlockDecoder(Decoder):
@@ -159,23 +181,17 @@ class BlockDecoder(Decoder):
                 todo = [i for i in range(n) if i not in carried]
                 logits = fwd.refresh(x, start, end, todo if carried else None)
                 fresh = dict(zip(todo, logits.split(1) if todo else [], strict=True)) if carried else None
-                pending: dict[int, tuple[BlockLoop, torch.Tensor]] = {}
+                pending: dict[int, tuple[BlockLoop, Rows]] = {}
                 for i in range(n):
                     if i in carried:
                         first = carried.pop(i)
                     else:
                         first = fresh[i] if fresh is not None else logits[i : i + 1]
-                        books[i].forwards.append(1)
+                        books[i].record(1, 1)
                     loop = self.block(fwd, x[i : i + 1], first, noises[i], books[i].committed)
-                    _advance(pending, i, loop, None, carried)
+                    _advance(pending, i, loop, None)
                 while pending:
-                    order = sorted(pending)
-                    sizes = [pending[i][1].shape[0] for i in order]
-                    states = torch.cat([pending[i][1] for i in order])
-                    rows = [i for i, k in zip(order, sizes, strict=True) for _ in range(k)]
-                    for i, chunk in zip(order, fwd(states, rows).split(sizes), strict=True):
-                        books[i].forwards.append(chunk.shape[0])
-                        _advance(pending, i, pending[i][0], chunk, carried)
+                    _round(fwd, pending, books, carried, full_everywhere=fwd.cache is None)
         batch = (
             {"batch_size": n, "batch_wall_seconds": timer.seconds, "batch_forwards": fwd.nfe} if n > 1 else {}
         )
@@ -184,6 +200,7 @@ class BlockDecoder(Decoder):
                 tokens=x[i, width:].tolist(),
                 nfe=len(b.forwards),
                 forward_batch_sizes=b.forwards,
+                forward_full_rows=b.full,
                 wall_seconds=timer.seconds / n,
                 accepted=b.committed,
                 extra=dict(batch),
@@ -239,20 +256,63 @@ class BlockDecoder(Decoder):
 @dataclass
 class _Books:
     forwards: list[int] = field(default_factory=list)  # rows of each forward this sequence took part in
+    full: list[int] = field(default_factory=list)  # of those, rows that ran the whole sequence
     committed: list[int] = field(default_factory=list)
+
+    def record(self, rows: int, full: int) -> None:
+        self.forwards.append(rows)
+        self.full.append(full)
+
+
+def _round(
+    fwd: BlockForward,
+    pending: dict[int, tuple[BlockLoop, Rows]],
+    books: list[_Books],
+    carried: dict[int, torch.Tensor],
+    full_everywhere: bool,
+) -> None:
+    """One forward for every pending sequence's request, each loop advanced with its own rows' logits.
+
+    With a cache, the rows that fill a block run whole beside the cached ones (BlockForward.with_seeds);
+    a loop that ends on one of them carries its logits, and its keys/values are adopted, into the next
+    block. Without a cache every row runs whole and the decoder reads the next block off its logits."""
+    order = sorted(pending)
+    asks = [pending[i][1] for i in order]
+    kept = [a.states.shape[0] - (0 if full_everywhere else a.full) for a in asks]
+    rows = [i for i, k in zip(order, kept, strict=True) for _ in range(k)]
+    seed_rows = [i for i, a, k in zip(order, asks, kept, strict=True) for _ in range(a.states.shape[0] - k)]
+    cached = torch.cat([a.states[:k] for a, k in zip(asks, kept, strict=True)])
+    if seed_rows:
+        seeds = torch.cat([a.states[k:] for a, k in zip(asks, kept, strict=True)])
+        out, ahead = fwd.with_seeds(cached, rows, seeds, seed_rows)
+    else:
+        out, ahead = fwd(cached, rows), None
+    offset = 0  # of the sequence's seeds among all seeds
+    for i, a, k, chunk in zip(order, asks, kept, out.split(kept), strict=True):
+        n_seeds = a.states.shape[0] - k
+        if n_seeds:
+            chunk = torch.cat([chunk, ahead[offset : offset + n_seeds]])
+        books[i].record(a.states.shape[0], a.states.shape[0] if full_everywhere else a.full)
+        seed = _advance(pending, i, pending[i][0], chunk)
+        if seed is not None:
+            carried[i] = seed.logits
+            if n_seeds:
+                fwd.adopt(i, offset + seed.row - k)
+        offset += n_seeds
 
 
 def _advance(
-    pending: dict, i: int, loop: BlockLoop, logits: torch.Tensor | None, carried: dict[int, torch.Tensor]
-) -> None:
-    """Run sequence i's block loop to its next request (or its end, which removes it; a loop may end by
-    returning the next block's logits [1, L, V], which then stand in for that block's refresh)."""
+    pending: dict[int, tuple[BlockLoop, Rows]], i: int, loop: BlockLoop, logits: torch.Tensor | None
+) -> Seed | None:
+    """Run sequence i's block loop to its next request, or to its end, which removes it and returns what
+    it returned (a `Seed`: the next block's logits, standing in for that block's refresh)."""
     try:
-        pending[i] = (loop, loop.send(logits) if logits is not None else next(loop))
+        ask = loop.send(logits) if logits is not None else next(loop)
     except StopIteration as done:
         pending.pop(i, None)
-        if done.value is not None:
-            carried[i] = done.value
+        return done.value
+    pending[i] = (loop, ask if isinstance(ask, Rows) else Rows(ask))
+    return None
 
 
 def divisors(n: int) -> list[int]:

@@ -34,7 +34,7 @@ import torch
 
 from ssd.config import SSDConfig
 from ssd.decoders.adaptive import AdaptiveTree, K
-from ssd.decoders.base import BlockDecoder, BlockLoop, perturbed
+from ssd.decoders.base import BlockDecoder, BlockLoop, Rows, Seed, perturbed
 from ssd.decoders.noise import CounterNoise
 from ssd.decoders.tree import (
     Layout,
@@ -61,10 +61,10 @@ class SelfSpeculative(BlockDecoder):
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
         if cfg.tree and cfg.tree_budget:
             raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
-        if cfg.seed_next_block and (cfg.cache != "none" or cfg.bit_exact):
+        if cfg.seed_next_block and cfg.bit_exact:
             raise SSDError(
-                "decoder.seed_next_block needs decoder.cache=none and bit_exact=false (a cached block starts "
-                "with a refresh that fills its cache)"
+                "decoder.seed_next_block needs decoder.bit_exact=false (its full rows do not take the padded "
+                "shape): drop one of them"
             )
         if cfg.tree_budget < 0:
             raise SSDError(f"decoder.tree_budget must be >= 0 (got {cfg.tree_budget})")
@@ -87,9 +87,10 @@ class SelfSpeculative(BlockDecoder):
     ) -> BlockLoop:
         start, remaining, at_refresh = fwd.start, fwd.end - fwd.start, True
         length = remaining
-        # no cache, a block follows: the states filling this block are evaluated too (their rows carry
-        # the next block's logits, fwd.lookahead), and the accepted one stands in for its refresh
-        seeding = self.cfg.seed_next_block and fwd.cache is None and fwd.end < x.shape[1]
+        # a block follows: the states filling this block are evaluated too, as the next block's refresh
+        # (no cache: their rows' logits run on, fwd.lookahead; a cache: full rows beside the cached ones),
+        # and the accepted one stands in for that refresh
+        seeding = self.cfg.seed_next_block and fwd.end < x.shape[1]
         fwd.lookahead = length if self.cfg.seed_next_block and fwd.cache is None else 0
         while remaining:
             # 1. draft, from the forward at the current state s_0 (step: tokens committed so far)
@@ -111,9 +112,13 @@ class SelfSpeculative(BlockDecoder):
             cands[0, :, 0] = tokens[0]
             # 2. the candidate states, one per node
             states, own_pos, own_tok = node_states(x, start, order, cands, t)
-            # 3. verify the evaluated ones in one forward; walk from the root
-            verify_logits = yield states[: layout.evaluated]
-            verify_logits, next_block = verify_logits[:, :length], verify_logits[:, length:]
+            # 3. verify the evaluated ones in one forward (the filling ones last); walk from the root
+            full = sum(1 for d in layout.depth[: layout.evaluated] if d >= remaining)
+            reply = yield Rows(states[: layout.evaluated], full)
+            if fwd.cache is None:
+                verify_logits, next_block = reply[:, :length], reply[:, length:]
+            else:  # the filling rows' logits are the next block's
+                verify_logits = next_block = reply
             steps = step + t.depth_index[: layout.evaluated] + 1  # stepwise's step at each node
             evaluated = states[: layout.evaluated]
             v_tokens, v_confidence = self.predict_block(fwd, evaluated, verify_logits, False, noise, steps)
@@ -130,7 +135,7 @@ class SelfSpeculative(BlockDecoder):
             if best >= layout.evaluated:
                 return None
             if remaining == 0:  # an evaluated state filled the block: its row seeds the next one
-                return next_block[best : best + 1]
+                return Seed(next_block[best : best + 1], best)
             logits, at_refresh = verify_logits[best : best + 1], False
 
     def accept(

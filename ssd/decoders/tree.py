@@ -97,8 +97,8 @@ def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: bool =
 
 
 def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: bool = False) -> Layout:
-    """Evaluated nodes (depth < m; with `fill`, all) first, in their given order; parents re-indexed."""
-    m = m + 1 if fill else m
+    """Nodes that leave a masked position (depth < m) first, then those filling the block, each group in
+    its given order; parents re-indexed. Evaluated: the first group (with `fill`, both)."""
     keep = [i for i, n in enumerate(nodes) if n[3] < m] + [i for i, n in enumerate(nodes) if n[3] >= m]
     new = {old: i for i, old in enumerate(keep)}
     rows = [nodes[i] for i in keep]
@@ -107,7 +107,7 @@ def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: bool = Fals
         rank=tuple(r for _, r, _, _ in rows),
         token=tuple(k for *_, k, _ in rows),
         depth=tuple(d for *_, d in rows),
-        evaluated=sum(1 for n in rows if n[3] < m),
+        evaluated=len(rows) if fill else sum(1 for n in rows if n[3] < m),
     )
 
 

@@ -88,6 +88,17 @@ class KVCache:
         same = buffer.shape[:2] == k.shape[:2] and buffer.shape[3] == k.shape[3]
         return same and buffer.shape[2] >= k.shape[2] and buffer.dtype == k.dtype
 
+    def install(self, start: int, end: int, parts: dict[int, tuple[KVCache, int]]) -> None:
+        """Begin the block [start, end) with keys/values computed elsewhere: sequence i's are row j of
+        another cache's refresh (`parts[i] = (cache, j)`: a seed's full row, or a refresh of some rows)."""
+        self.begin(start, end)
+        for layer in range(len(self.keys)):
+            for i, (src, j) in parts.items():
+                t = src.total
+                self.keys[layer][i, :, :t].copy_(src.keys[layer][j, :, :t])
+                self.values[layer][i, :, :t].copy_(src.values[layer][j, :, :t])
+        self.total = next(iter(parts.values()))[0].total
+
     def _room(self, layer: int, length: int) -> None:
         """Grow a layer's buffers to `length` keys (only if a forward brings more candidates than the
         spare rows planned for)."""
@@ -221,6 +232,10 @@ class BlockForward:
         # Without a cache, candidate forwards may also return the logits of the next `lookahead`
         # positions (the next block's, for a state that fills this one: see SSDConfig.seed_next_block).
         self.lookahead = 0
+        # With a cache, the keys/values of full rows that filled a block (with_seeds), kept for the
+        # sequences whose next block they begin (adopt): sequence -> (cache, row)
+        self.adopted: dict[int, tuple[KVCache, int]] = {}
+        self._seeds: KVCache | None = None
         self.nfe = 0
         self.batch_sizes: list[int] = []
 
@@ -234,22 +249,57 @@ class BlockForward:
         return self.model.predicts_from_previous_position and self.mode is not CacheMode.none
 
     def refresh(self, x: torch.Tensor, start: int, end: int, rows: list[int] | None = None) -> torch.Tensor:
-        """Begin the block for every sequence of x; without a cache, `rows` may name the sequences
-        that need the forward (the others start from logits they carried over): their logits only."""
+        """Begin the block for every sequence of x; `rows` may name the sequences that need the forward
+        (the others start from a seed: logits they carried over and, with a cache, keys/values they
+        `adopt`ed): their logits only."""
         self.start, self.end, self.sequences = start, end, x.shape[0]
-        if rows is not None and self.cache is None:
-            if not rows:
-                return x.new_empty(0)
+        if rows is None:
+            self._count(x.shape[0])
+            if self.cache is None:
+                return self.model(x, span=(start, end), pad=self.pad)
+            return self.model.refresh(x, self.mode, start, end, pad=self.pad, cache=self.cache)[0]
+        logits, parts = x.new_empty(0), dict(self.adopted)
+        if rows:
             self._count(len(rows))
-            return self.model(x[rows], span=(start, end), rows=self._tensor(rows), pad=self.pad)
-        self._count(x.shape[0])
-        if self.cache is None:
-            return self.model(x, span=(start, end), pad=self.pad)
-        return self.model.refresh(x, self.mode, start, end, pad=self.pad, cache=self.cache)[0]
+            if self.cache is None:
+                return self.model(x[rows], span=(start, end), rows=self._tensor(rows), pad=self.pad)
+            pad = None if self.pad is None else self.pad[self._tensor(rows)]
+            logits, part = self.model.refresh(x[rows], self.mode, start, end, pad, KVCache(self.mode, pad))
+            parts |= {i: (part, j) for j, i in enumerate(rows)}
+        if self.cache is not None:
+            self.cache.install(start, end, parts)
+            self.adopted = {}
+        return logits
 
     def __call__(self, states: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        self._count(states.shape[0])
+        return self._evaluate(states, rows)
+
+    def with_seeds(
+        self, states: torch.Tensor, rows: list[int], seeds: torch.Tensor, seed_rows: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward of candidate states [R, T] and of `seeds` [F, T], states that fill the block, run
+        whole: each is the next block's refresh of its sequence, its logits over that block returned
+        ([R, L, V], [F, L, V]) and its keys/values kept until `adopt` or the next call. Counted as one
+        forward of R + F rows: on a GPU one ragged batch; here two calls."""
+        if self.cache is None:
+            raise RuntimeError("BlockForward.with_seeds: without a cache every row is a full forward already")
+        self._count(states.shape[0] + seeds.shape[0])
+        out = self._evaluate(states, rows) if states.shape[0] else states.new_empty(0)
+        pad = None if self.pad is None else self.pad[self._tensor(seed_rows)]
+        self._seeds = KVCache(self.mode, pad)
+        length = self.end - self.start
+        ahead, _ = self.model.refresh(seeds, self.mode, self.end, self.end + length, pad, self._seeds)
+        return out, ahead
+
+    def adopt(self, sequence: int, row: int) -> None:
+        """Sequence `sequence` begins the next block from row `row` of the last `with_seeds` call."""
+        if self._seeds is None:
+            raise RuntimeError("BlockForward.adopt: no seeds to adopt")
+        self.adopted[sequence] = (self._seeds, row)
+
+    def _evaluate(self, states: torch.Tensor, rows: list[int] | None) -> torch.Tensor:
         r = states.shape[0]
-        self._count(r)
         if self.sequences == 0:
             raise RuntimeError("BlockForward: call refresh() at the block start before other forwards")
         seqs = rows if rows is not None else list(range(r)) if r == self.sequences else [0] * r
