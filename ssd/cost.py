@@ -60,3 +60,13 @@ class CostTable:
         (r0, m0), (r1, m1) = pts[0], pts[-1]
         slope = (m1 - m0) / (r1 - r0) if r1 > r0 else 0.0
         return m1 + slope * (rows - r1)
+
+    def forward_ms(self, rows: int, full: int) -> float:
+        """Cost of one forward of `rows` rows, `full` of them over the whole sequence. All whole: `full`
+        refreshes (compute-bound, as a forward without a cache). Whole rows beside cached ones (states
+        seeding the next block): the cached rows' cost plus, per whole row, refresh_ms - ms(1): the
+        fixed cost of a forward (weights read, launches: ms(1)) is paid once in one ragged batch. That
+        sharing is an assumption of this pricing, not a measurement."""
+        if full >= rows:
+            return self.refresh_ms * rows
+        return self.ms(rows - full) + full * max(self.refresh_ms - self.ms(1), 0.0)

@@ -38,6 +38,21 @@ def test_projected_time_prices_refreshes_cached_and_uncached_forwards(tmp_path: 
     assert projected_seconds({"1": 2, "4": 5}, 2, 3, "none", t) == pytest.approx((2 * 30 + 5 * 120) / 1000)
 
 
+def test_recorded_forward_shapes_price_seeding_rows_as_a_refresh_sharing_the_forward(tmp_path: Path) -> None:
+    t = table(tmp_path)
+    assert t.forward_ms(1, 1) == 30.0 and t.forward_ms(3, 3) == 90.0 and t.forward_ms(3, 0) == t.ms(3)
+    assert t.forward_ms(6, 1) == pytest.approx(t.ms(5) + 30.0 - 10.0)  # 5 cached rows + 1 whole row
+    # without seeding, the shapes give what the rows histogram gives
+    hist, shapes = {"1": 10, "3": 10}, {"1/1": 6, "1/0": 4, "3/0": 10}
+    assert projected_seconds(hist, 2, 3, "dual", t, shapes) == pytest.approx(
+        projected_seconds(hist, 2, 3, "dual", t)
+    )
+    # 2 samples, 3 blocks, 4 blocks seeded: 2 refreshes only, 4 forwards of 5 cached + 1 whole row
+    seeded = {"1/1": 2, "3/0": 6, "6/1": 4}
+    want = 2 * 30 + 6 * 11 + 4 * (12 + 20)
+    assert projected_seconds({"1": 2, "3": 6, "6": 4}, 2, 3, "dual", t, seeded) == pytest.approx(want / 1000)
+
+
 def test_projected_speedup_is_against_the_runs_baseline(tmp_path: Path) -> None:
     t = table(tmp_path)
     common = dict(block_length=8, gen_length=24, cache="dual", n_samples=1, total_generated_tokens=24.0)
@@ -94,3 +109,23 @@ def test_the_adaptive_tree_cuts_its_budget_where_rows_stop_paying(tmp_path: Path
     steep = AdaptiveTree(6, str(tmp_path / "steep.json")).grow(logits, order, 8)[0]
     assert flat.evaluated == 6 and steep.evaluated == 1
     assert AdaptiveTree(6).grow(logits, order, 8)[0].evaluated == 6
+
+
+def test_the_priced_adaptive_tree_runs_a_filling_state_whole_only_if_likely(tmp_path: Path) -> None:
+    """A filling row costs refresh - ms(1) more and saves the next refresh if reached: worth it when the
+    path to it is likely (peaked logits), not when it is a long shot (flat logits)."""
+    import torch
+
+    from ssd.decoders.adaptive import AdaptiveTree
+
+    table(tmp_path)  # refresh 30 ms, one row 10 ms, five rows 12 ms
+    order = torch.arange(8)
+    peaked, flat = torch.zeros(1, 8, 20), torch.zeros(1, 8, 20)
+    peaked[0, :, 3] = 9.0
+    for logits, seeds in ((peaked, True), (flat, False)):
+        tree = AdaptiveTree(6, str(tmp_path / "x1.json"))
+        for counts in tree.positions:  # seen so far: stepwise always took the most confident position
+            counts[0] = 100.0
+        layout = tree.grow(logits, order, 3, fill=True)[0]
+        assert any(d >= 3 for d in layout.depth[: layout.evaluated]) is seeds
+        assert layout.evaluated == (3 if seeds else 1)  # the chain to the filling state, or the root alone

@@ -157,6 +157,14 @@ def test_summary_is_a_pure_function_of_the_records() -> None:
     assert empty["n_samples"] == 0 and empty["accuracy"] is None and empty["throughput_tokens_per_s"] is None
 
 
+def test_forward_shapes_are_counted_only_when_every_sample_recorded_them() -> None:
+    a = record("a", True, tokens=8, nfe=3, wall=1.0) | {"forward_batch_sizes": [1, 4, 4]}
+    b = record("b", True, tokens=8, nfe=2, wall=1.0) | {"forward_batch_sizes": [1, 5]}
+    a["forward_full_rows"], b["forward_full_rows"] = [1, 0, 1], [1, 1]
+    assert summarize([a, b])["forward_shape_histogram"] == {"1/1": 2, "4/0": 1, "4/1": 1, "5/1": 1}
+    assert summarize([a, b | {"forward_full_rows": []}])["forward_shape_histogram"] == {}
+
+
 def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     folder = RunFolder(tmp_path / "run")
     with folder.lock(), pytest.raises(SSDError, match="in use by another running job"), folder.lock():

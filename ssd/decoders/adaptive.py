@@ -22,7 +22,10 @@ that fill the block cost no row and are added when popped). Expected tokens comm
 = sum of q over the tree (the nodes reached form one path from the root).
 
 With a cost table (ssd/cost.py: ms per forward by rows), the tree is cut to the prefix of b rows
-(1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / ms(b).
+(1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / net(b), where
+net(b) = forward_ms(b, f_b) - refresh_ms * (sum of q of the filling rows among them), floored at
+ms(1) / 100: f_b of the b rows run the whole sequence (the states filling the block when they seed the
+next one; every row without a cache), and a filling node reached saves the next block's refresh.
 At temperature > 0 the rule is the same (p from s_0's clean softmax; candidates sampled per depth).
 Which tree is built never changes the tokens (acceptance checks stepwise's choices), only the NFE; as
 the statistics live in the decoder object, a resumed job or another sample order can give other NFE.
@@ -62,16 +65,17 @@ class AdaptiveTree:
         return [(t[k] + PRIOR_WEIGHT * p[k]) / (sum(t) + PRIOR_WEIGHT) for k in range(len(p))]
 
     def grow(
-        self, logits: torch.Tensor, order: torch.Tensor, m: int, fill: bool = False
+        self, logits: torch.Tensor, order: torch.Tensor, m: int, fill: bool = False, whole: bool = False
     ) -> tuple[Layout, list[list[float]]]:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], and the
-        token probabilities p(r, k) it was grown from (`fill`: nodes filling the block cost a row too)."""
+        token probabilities p(r, k) it was grown from (`fill`: nodes filling the block cost a row too;
+        `whole`: every row runs the whole sequence, as without a cache)."""
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
         nodes: list[tuple[int, int, int, int]] = []  # parent, rank, token rank, depth
         q_added: list[float] = []
         heap: list[tuple[float, int, int, int, int, tuple[int, ...]]] = [(-1.0, 0, -1, 0, 0, ())]
-        pushed, rows, cuts = 1, 0, []
+        pushed, rows, cuts, full, seeded = 1, 0, [], [], []  # per row: whole rows, q of filling ones
         while heap and rows < self.budget and len(nodes) < 8 * self.budget:
             negq, _, parent, rank, k, path = heapq.heappop(heap)
             used = (*path, rank)
@@ -80,6 +84,9 @@ class AdaptiveTree:
             if len(used) < m or fill:
                 rows += 1
                 cuts.append(len(nodes))
+                filling = len(used) >= m
+                full.append((full[-1] if full else 0) + (filling or whole))
+                seeded.append((seeded[-1] if seeded else 0.0) + (-negq if filling else 0.0))
             if len(used) < m:
                 pj = self.position_model(len(used))
                 free = [r for r in range(m) if r not in used]
@@ -88,8 +95,13 @@ class AdaptiveTree:
                         heapq.heappush(heap, (negq * pj[j] * t, pushed, len(nodes) - 1, r, kk, used))
                         pushed += 1
         if self.cost is not None and cuts:
-            best = max(range(len(cuts)), key=lambda b: sum(q_added[: cuts[b]]) / self.cost.ms(b + 1))
-            nodes = nodes[: cuts[best]]
+            c = self.cost
+
+            def rate(b: int) -> float:
+                net = c.forward_ms(b + 1, full[b]) - c.refresh_ms * seeded[b]
+                return sum(q_added[: cuts[b]]) / max(net, c.ms(1) / 100)
+
+            nodes = nodes[: cuts[max(range(len(cuts)), key=rate)]]
         return order_rows(nodes, m, fill), p
 
     def observe(

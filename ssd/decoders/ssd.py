@@ -98,7 +98,8 @@ class SelfSpeculative(BlockDecoder):
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, step)
             order = torch.sort(confidence[0], descending=True, stable=True).indices
             if self.adaptive is not None:
-                layout, probs = self.adaptive.grow(logits, order, remaining, seeding and remaining > 1)
+                fill = seeding and remaining > 1
+                layout, probs = self.adaptive.grow(logits, order, remaining, fill, fwd.cache is None)
             else:
                 layout = resolve(self.paths, remaining, seeding and remaining > 1)
             if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward

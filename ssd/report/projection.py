@@ -6,11 +6,17 @@ one (ssd/cost.py). The projection prices each recorded forward with a cost table
 for a named device and model shape) and divides the run's generated tokens by that time:
 
     projected seconds = sum over a run's forwards of cost(forward)
-        cost = refresh_ms                      one block-start refresh per block per sample
-               refresh_ms * rows               a forward without a cache (compute-bound: rows full forwards)
+        cost = refresh_ms * rows               rows that all run the whole sequence: a block-start
+                                               refresh (1 row), a forward without a cache
                rows_ms(rows)                   a cached forward over `rows` candidate blocks
+               rows_ms(cached) + full * (refresh_ms - rows_ms(1))
+                                               `full` whole-sequence rows (states that fill the block,
+                                               seeding the next) beside `cached` cached rows: one
+                                               ragged batch, whose fixed cost is paid once (assumed)
     projected speedup = (tokens / projected seconds) / (the baseline's tokens / its projected seconds)
 
+Runs that recorded which rows ran whole (summary `forward_shape_histogram`) are priced forward by forward;
+older ones from their rows histogram, a refresh per block per sample (CostTable.forward_ms).
 The baseline is the run's measured-speedup baseline (ssd/report/runs.py: stepwise, same setting). It is
 a projection, not a measurement: it assumes the table's model shape, context and layout, and it ignores
 host work between forwards. Decoders whose forwards are not the masked model's (DiffuSpec's target,
@@ -36,14 +42,22 @@ def default_table() -> CostTable | None:
 
 
 def projected_seconds(
-    histogram: dict[str, int], n_samples: int, blocks: int, cache: str, table: CostTable
+    histogram: dict[str, int],
+    n_samples: int,
+    blocks: int,
+    cache: str,
+    table: CostTable,
+    shapes: dict[str, int] | None = None,
 ) -> float:
-    """Projected decoding time of a run from its histogram of rows per forward (refreshes included,
-    recorded as 1-row forwards: one per block per sample with a cache; without one, every forward is
-    priced as full-sequence rows, so a run whose filled blocks seed the next needs no refresh count)."""
+    """Projected decoding time of a run: from `shapes` ("rows/full": forwards) when recorded, else from
+    its histogram of rows per forward (refreshes recorded as 1-row forwards: one per block per sample
+    with a cache; without one every forward is priced as full-sequence rows)."""
+    if shapes:
+        priced = (table.forward_ms(*map(int, k.split("/"))) * n for k, n in shapes.items())
+        return sum(priced) / 1000.0
     counts = {int(k): int(v) for k, v in histogram.items()}
     if cache == "none":  # every forward runs the whole sequence: refreshes (however many) and rows alike
-        return sum(table.refresh_ms * rows * n for rows, n in counts.items()) / 1000.0
+        return sum(table.forward_ms(rows, rows) * n for rows, n in counts.items()) / 1000.0
     refreshes = n_samples * blocks
     if counts.get(1, 0) < refreshes:
         raise ValueError(f"{refreshes} refreshes expected, only {counts.get(1, 0)} one-row forwards recorded")
@@ -57,11 +71,15 @@ def _throughput(r: dict[str, Any], table: CostTable) -> float | None:
     if r["decoder"] in NOT_PROJECTED or not hist or tokens is None or pd.isna(tokens):
         return None
     histogram = json.loads(hist) if isinstance(hist, str) else hist
+    raw = r.get("forward_shapes")
+    shapes = json.loads(raw) if isinstance(raw, str) else raw if isinstance(raw, dict) else None
     if not r["block_length"] or not r["n_samples"]:
         return None
     blocks = int(r["gen_length"]) // int(r["block_length"])
     try:
-        seconds = projected_seconds(histogram, int(r["n_samples"]), blocks, str(r["cache"]), table)
+        seconds = projected_seconds(
+            histogram, int(r["n_samples"]), blocks, str(r["cache"]), table, shapes or None
+        )
     except ValueError:
         return None
     return float(tokens) / seconds if seconds > 0 else None
@@ -95,5 +113,7 @@ def legend(table: CostTable | None) -> str:
     return (
         f"projected speedup on {table.device}: a PROJECTION, not a measurement: each recorded forward priced "
         f"with the cost table results/forward_cost/{table.name}.json ({table.model_shape}; ms per forward by "
-        f"rows, extrapolated beyond {table.max_rows} rows), tokens over that time, over the baseline's."
+        f"rows, extrapolated beyond {table.max_rows} rows; a whole-sequence row beside cached ones, a state "
+        "seeding the next block, adds refresh minus one-row cost), tokens over that time, over the "
+        "baseline's."
     )

@@ -270,6 +270,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "mean_accepted": _number(summary.get("mean_accepted")),
         "total_generated_tokens": _number(summary.get("total_generated_tokens")),
         "forward_rows_histogram": json.dumps(summary.get("forward_batch_size_histogram") or {}),
+        "forward_shapes": json.dumps(summary.get("forward_shape_histogram") or {}),
         "peak_memory_bytes": _number(summary.get("peak_memory_bytes")),
         "peak_memory_kind": summary.get("peak_memory_kind"),  # cuda (allocator peak) | cpu (process RSS)
         "device": device_label(summary.get("environment")),

@@ -119,6 +119,19 @@ def histogram(values: list[int]) -> dict[str, int]:
     return {str(k): counts[k] for k in sorted(counts)}
 
 
+def shape_histogram(samples: list[dict[str, Any]]) -> dict[str, int]:
+    """Forwards counted by "rows/full" (rows, of which `full` ran the whole sequence: refreshes, rows
+    without a cache, states seeding the next block); {} unless every sample recorded its full rows."""
+    shapes: dict[tuple[int, int], int] = {}
+    for s in samples:
+        full = s.get("forward_full_rows") or []
+        if len(full) != len(s["forward_batch_sizes"]) or not full:
+            return {}
+        for shape in zip(s["forward_batch_sizes"], full, strict=True):
+            shapes[shape] = shapes.get(shape, 0) + 1
+    return {f"{r}/{f}": shapes[r, f] for r, f in sorted(shapes)}
+
+
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate metrics of a job, from its sample records only (algorithms.md, "Metrics")."""
     tokens = sum(s["generated_tokens"] for s in samples)
@@ -140,6 +153,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "total_wall_seconds": wall,
         "accepted_histogram": histogram(accepted),
         "forward_batch_size_histogram": histogram([b for s in samples for b in s["forward_batch_sizes"]]),
+        "forward_shape_histogram": shape_histogram(samples),
         "draft_length_histogram": histogram(
             [d for s in samples for d in s.get("extra", {}).get("draft_lengths", [])]
         ),
