@@ -1,7 +1,7 @@
 """Measure losslessness of SSD verification trees at scale on tiny random models (fp32, CPU).
 
-Both architectures, every cache mode, both verification layouts, the bit-exact mode and (no cache) the
-next block seeded by the state filling the block; each sample
+Both architectures, every cache mode, both verification layouts, the bit-exact mode and, in every cache
+mode and layout, the next block seeded by the state filling the block; each sample
 decodes one random prompt with stepwise (the reference) and with one tree setting (chain, fixed shapes,
 adaptive budgets, taken in turn), greedy and at temperature 0.7 (stepwise *sampling*, same per-sample
 seed). Reports samples, identical-to-stepwise counts, first divergences and NFE per group. Writes
@@ -46,6 +46,10 @@ MODES = (
     (CacheMode.dual, "batch", False, False),
     (CacheMode.dual, "tree", False, False),
     (CacheMode.dual, "tree", True, False),
+    (CacheMode.prefix, "batch", False, True),
+    (CacheMode.prefix, "tree", False, True),
+    (CacheMode.dual, "batch", False, True),
+    (CacheMode.dual, "tree", False, True),
 )
 
 

@@ -3,8 +3,10 @@ block 8, dual cache, 200 problems): SSD's chain, fixed tree shapes and adaptive 
 for token against stepwise by the runner.
 
 Every setting is an ordinary job (`run_job`), run folders under --runs (a scratch folder by default);
-the table (Markdown + JSON) goes to --out. Rows: rows of the verification forwards (the block refreshes,
-one per block, excluded); "max rows" is the largest verification forward of the run.
+the table (Markdown + JSON) goes to --out. Rows: rows of the verification forwards (the block refreshes
+excluded); "max rows" is the largest verification forward of the run; "whole": of a verification forward's
+rows, those that ran the whole sequence (seeded settings: the states filling the block, each the next
+block's refresh if reached); "refreshes": block refreshes per sample (3 unless a seed stood in).
 Usage: OMP_NUM_THREADS=1 python scripts/tree_sweep.py [--limit 200] [--out results/tree_sweep]
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -65,17 +68,30 @@ def settings() -> list[tuple[str, list[str]]]:
     for b in (16, 32):
         cost = f"decoder.tree_cost={COST}"
         out.append((f"adaptive budget {b}, H100 cost", ["decoder=ssd", f"decoder.tree_budget={b}", cost]))
+    seed = "decoder.seed_next_block=true"
+    for n in (4, 8):
+        out.append((f"seeded chain N={n}", ["decoder=ssd", f"decoder.draft_length={n}", seed]))
+    out.append(("seeded tree mix depth 8", ["decoder=ssd", f"decoder.tree='{mix(8)}'", seed]))
+    for b in (4, 8, 12, 16, 24, 32):
+        out.append((f"seeded adaptive budget {b}", ["decoder=ssd", f"decoder.tree_budget={b}", seed]))
+    for r in (1, 2, 4):
+        over = ["decoder=ssd", "decoder.tree_budget=16", seed, f"decoder.seed_rows={r}"]
+        out.append((f"seeded adaptive budget 16, <= {r} whole", over))
+    for b in (16, 32):
+        cost = f"decoder.tree_cost={COST}"
+        over = ["decoder=ssd", f"decoder.tree_budget={b}", cost, seed]
+        out.append((f"seeded adaptive budget {b}, H100 cost", over))
     return out
 
 
-def row(name: str, folder: Path, blocks: int) -> dict:
+def row(name: str, folder: Path) -> dict:
     s = json.loads((folder / "summary.json").read_text())
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    verify = [b for r in samples for b in r["forward_batch_sizes"][:]]
-    refreshes = blocks * len(samples)
-    verify_rows = sum(verify) - refreshes
-    verify_forwards = len(verify) - refreshes
-    config = json.loads(json.dumps(s.get("environment", {})))  # provenance kept as recorded
+    shapes = [
+        (r, f) for x in samples for r, f in zip(x["forward_batch_sizes"], x["forward_full_rows"], strict=True)
+    ]
+    verify = [(r, f) for r, f in shapes if (r, f) != (1, 1)]  # a 1-row whole forward is a refresh
+    n = len(samples)
     return {
         "setting": name,
         "run": folder.name,
@@ -84,9 +100,11 @@ def row(name: str, folder: Path, blocks: int) -> dict:
         "identical_rate": s.get("identical_rate"),
         "mean_nfe": s["mean_nfe"],
         "tpf": s["tokens_per_forward"],
-        "mean_rows": verify_rows / verify_forwards if verify_forwards else 0.0,
-        "max_rows": max(verify) if verify else 0,
-        "environment": config,
+        "mean_rows": sum(r for r, _ in verify) / len(verify) if verify else 0.0,
+        "max_rows": max((r for r, _ in verify), default=0),
+        "mean_whole": sum(f for _, f in verify) / len(verify) if verify else 0.0,
+        "refreshes": (len(shapes) - len(verify)) / n if n else 0.0,
+        "environment": s.get("environment", {}),
     }
 
 
@@ -95,16 +113,19 @@ def markdown(rows: list[dict], command: str) -> str:
         "# TPF against rows per verification forward (arith model, gen 24, block 8, dual cache)",
         "",
         f"Command: `{command}`. identical %: samples token-identical to stepwise (the runner's check).",
-        "rows: mean rows of the verification forwards (block refreshes excluded); max: the largest.",
+        "rows: mean rows of the verification forwards (block refreshes excluded); max: the largest; whole: "
+        "of those rows, the mean that ran the whole sequence (seeded: the states filling the block, the next "
+        "block's refresh if reached); refreshes: block refreshes per sample (3 blocks).",
         "",
-        "| setting | n | accuracy % | identical % | NFE | TPF | mean rows | max rows |",
-        "|:--|--:|--:|--:|--:|--:|--:|--:|",
+        "| setting | n | accuracy % | identical % | NFE | TPF | mean rows | max rows | whole | refreshes |",
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         ident = "ref" if r["identical_rate"] is None else f"{100 * r['identical_rate']:.1f}"
         lines.append(
             f"| {r['setting']} | {r['n']} | {100 * r['accuracy']:.1f} | {ident} | {r['mean_nfe']:.2f} | "
-            f"{r['tpf']:.2f} | {r['mean_rows']:.2f} | {r['max_rows']} |"
+            f"{r['tpf']:.2f} | {r['mean_rows']:.2f} | {r['max_rows']} | {r['mean_whole']:.2f} | "
+            f"{r['refreshes']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -120,7 +141,7 @@ def main() -> None:
     runs = args.runs or tempfile.mkdtemp(prefix="tree_sweep_")
     models: dict = {}
     rows = []
-    t0 = time.time()
+    t0, load_before = time.time(), os.getloadavg()
     for name, overrides in settings():
         if args.only and args.only not in name and name != "stepwise":
             continue
@@ -139,15 +160,22 @@ def main() -> None:
                 ],
             )
         folder = run_job(cfg, models)
-        rows.append(row(name, folder, 24 // 8))
+        rows.append(row(name, folder))
         print(f"{name}: TPF {rows[-1]['tpf']:.2f}, rows {rows[-1]['mean_rows']:.2f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = f"OMP_NUM_THREADS=1 python scripts/tree_sweep.py --limit {args.limit}"
+    load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
     (out / "tpf_vs_rows.json").write_text(
-        json.dumps({"command": command, "seconds": time.time() - t0, "rows": rows}, indent=1) + "\n"
+        json.dumps({"command": command, "seconds": time.time() - t0, "load": load, "rows": rows}, indent=1)
+        + "\n"
     )
-    (out / "tpf_vs_rows.md").write_text(markdown(rows, command))
+    note = (
+        f"\nLoad average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}, after: "
+        f"{' / '.join(f'{x:.2f}' for x in load['after'])}, on {load['cpus']} CPUs, one thread per job. "
+        "NFE, TPF, rows and identity do not depend on load.\n"
+    )
+    (out / "tpf_vs_rows.md").write_text(markdown(rows, command) + note)
     print(markdown(rows, command))
 
 

@@ -97,6 +97,8 @@ class SSDConfig(DecoderConfig):
     # also evaluate the states that fill the block, as the next block's refresh (with a cache: full rows
     # beside the cached ones); the one accepted stands in for that refresh
     seed_next_block: bool = False
+    # with seed_next_block: the most filling states run whole per forward (the most likely first); 0: all
+    seed_rows: int = knob(0, NON_NEGATIVE)
 
     def relations(self) -> list[str]:
         problems = []

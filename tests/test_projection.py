@@ -91,6 +91,8 @@ def test_tree_runs_are_labelled_by_their_tree_not_a_draft_length() -> None:
     label = decoder_label({"name": "ssd", "draft_length": 4, "tree_budget": 8, "tree_cost": "x/h100.json"})
     assert label[0] == "ssd budget=8 cost=h100"
     assert decoder_label({"name": "ssd", "draft_length": 4, "tree": "", "tree_budget": 0})[0] == "ssd N=4"
+    seeded = {"name": "ssd", "draft_length": 4, "tree_budget": 16, "seed_next_block": True}
+    assert decoder_label(seeded)[0] == "ssd budget=16 seeded"
 
 
 def test_the_adaptive_tree_cuts_its_budget_where_rows_stop_paying(tmp_path: Path) -> None:

@@ -120,12 +120,19 @@ def test_sampling_differs_by_seed_and_from_greedy() -> None:
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(s=setups, spec=shapes(), budget=st.sampled_from([0, 0, 4]), temperature=st.sampled_from([0.0, 0.7]))
+@given(
+    s=setups,
+    spec=shapes(),
+    budget=st.sampled_from([0, 0, 4]),
+    temperature=st.sampled_from([0.0, 0.7]),
+    seed_rows=st.sampled_from([0, 0, 1, 2]),
+)
 def test_the_state_filling_a_block_seeds_the_next(
-    s: dict, spec: str, budget: int, temperature: float
+    s: dict, spec: str, budget: int, temperature: float, seed_rows: int
 ) -> None:
     """Every cache mode and layout: stepwise's tokens; the same walk as without seeding, minus the
-    refreshes it stood in for (with a cache, the filling states' full rows are the next refresh)."""
+    refreshes it stood in for (with a cache, the filling states' full rows are the next refresh), and
+    no more whole rows beside the cached ones than `seed_rows` allows."""
     model = model_for(s["arch"], s["seed"], s["init_std"])
     prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
     tree = {"tree_budget": budget} if budget else {"tree": spec}
@@ -138,7 +145,7 @@ def test_the_state_filling_a_block_seeds_the_next(
         **tree,
     )
     plain = SelfSpeculative(SSDConfig(**common)).generate(model, prompt, 5)
-    seeded_dec = SelfSpeculative(SSDConfig(**common, seed_next_block=True))
+    seeded_dec = SelfSpeculative(SSDConfig(**common, seed_next_block=True, seed_rows=seed_rows))
     seeded = seeded_dec.generate(model, prompt, 5)
     ref = Stepwise(seeded_dec.reference_config()).generate(model, prompt, 5)
     assert seeded.tokens == ref.tokens == plain.tokens
@@ -155,6 +162,7 @@ def test_the_state_filling_a_block_seeds_the_next(
     else:  # a refresh for each block no filling state seeded; full rows only beside cached ones
         refreshes = sum(1 for r, f in shapes_ if r == f == 1)
         assert all(f == 0 or f < r for r, f in shapes_[1:] if (r, f) != (1, 1))
+        assert all(f <= (seed_rows or r) for r, f in shapes_ if (r, f) != (1, 1))
         assert 1 <= refreshes <= blocks
         if not budget:  # the same walk: each forward saved is a refresh a seed stood in for
             assert refreshes == blocks - (plain.nfe - seeded.nfe)
@@ -237,6 +245,7 @@ def test_a_tree_costs_no_more_forwards_than_its_chain_on_a_peaked_model() -> Non
         (dict(tree="0-0"), "appears twice"),
         (dict(tree="0", tree_budget=4), "exclude each other"),
         (dict(tree_budget=-1), "tree_budget"),
+        (dict(seed_rows=-1, seed_next_block=True), "seed_rows must be >= 0"),
         (dict(tree_budget=4, tree_cost="/nonexistent.json"), "not found"),
         (dict(seed_next_block=True, cache=CacheMode.dual, bit_exact=True), "seed_next_block needs"),
     ],

@@ -18,7 +18,8 @@ candidate at that position (k >= K in T only). The priors are the chain's geomet
 probabilities. A node's path probability q is the product of pi along its path (the root: q = 1, it is
 always stepwise's choice). Growing: start from the root; repeatedly add the frontier node of highest q
 (ties: the first pushed) and push its children, until the tree holds `budget` evaluated nodes (nodes
-that fill the block cost no row and are added when popped). Expected tokens committed by the iteration
+that fill the block cost no row and are added when popped, except the first `fill`, evaluated to seed the
+next block). Expected tokens committed by the iteration
 = sum of q over the tree (the nodes reached form one path from the root).
 
 With a cost table (ssd/cost.py: ms per forward by rows), the tree is cut to the prefix of b rows
@@ -65,26 +66,27 @@ class AdaptiveTree:
         return [(t[k] + PRIOR_WEIGHT * p[k]) / (sum(t) + PRIOR_WEIGHT) for k in range(len(p))]
 
     def grow(
-        self, logits: torch.Tensor, order: torch.Tensor, m: int, fill: bool = False, whole: bool = False
+        self, logits: torch.Tensor, order: torch.Tensor, m: int, fill: int = 0, whole: bool = False
     ) -> tuple[Layout, list[list[float]]]:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], and the
-        token probabilities p(r, k) it was grown from (`fill`: nodes filling the block cost a row too;
-        `whole`: every row runs the whole sequence, as without a cache)."""
+        token probabilities p(r, k) it was grown from (`fill`: the first so many nodes filling the block
+        are evaluated, a row each; `whole`: every row runs the whole sequence, as without a cache)."""
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
         nodes: list[tuple[int, int, int, int]] = []  # parent, rank, token rank, depth
         q_added: list[float] = []
         heap: list[tuple[float, int, int, int, int, tuple[int, ...]]] = [(-1.0, 0, -1, 0, 0, ())]
-        pushed, rows, cuts, full, seeded = 1, 0, [], [], []  # per row: whole rows, q of filling ones
+        pushed, rows, fills, cuts = 1, 0, 0, []
+        full, seeded = [], []  # per row: whole rows so far, q of the filling ones so far
         while heap and rows < self.budget and len(nodes) < 8 * self.budget:
             negq, _, parent, rank, k, path = heapq.heappop(heap)
             used = (*path, rank)
             nodes.append((parent, rank, k, len(used)))
             q_added.append(-negq)
-            if len(used) < m or fill:
-                rows += 1
+            filling = len(used) >= m
+            if not filling or fills < fill:
+                rows, fills = rows + 1, fills + filling
                 cuts.append(len(nodes))
-                filling = len(used) >= m
                 full.append((full[-1] if full else 0) + (filling or whole))
                 seeded.append((seeded[-1] if seeded else 0.0) + (-negq if filling else 0.0))
             if len(used) < m:

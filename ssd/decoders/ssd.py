@@ -14,9 +14,11 @@ drafts in one batched forward; the output is stepwise's, token for token.
         4. commit  that node's state; its row's logits hold stepwise's next choice (the next root)
                    and the next drafts, so an iteration costs exactly one forward.
 
-With no cache and `decoder.seed_next_block`, the nodes that fill the block are evaluated too (one more
-row each; not in the bit-exact mode): when one is accepted, its row's logits over the next block are
-those of the next block's refresh (the same full forward of the same state), which is then skipped.
+With `decoder.seed_next_block` the nodes that fill the block are evaluated too, last (one more row each;
+not in the bit-exact mode), as full forwards of the whole sequence: without a cache their rows run on
+into the next block; with one they run beside the cached rows (BlockForward.with_seeds) and keep their
+keys/values aside. When one is accepted, its logits (and keys/values) are those of the next block's
+refresh (the same full forward of the same state), which is then skipped.
 Tree shapes are data: `decoder.tree` (a shape spec), `decoder.tree_budget` (an adaptive tree,
 ssd/decoders/adaptive.py) or, by default, the chain of `decoder.draft_length`.
 At temperature > 0 stepwise samples with counter-based noise keyed by the tokens committed so far
@@ -66,11 +68,15 @@ class SelfSpeculative(BlockDecoder):
                 "decoder.seed_next_block needs decoder.bit_exact=false (its full rows do not take the padded "
                 "shape): drop one of them"
             )
+        if cfg.seed_rows < 0:
+            raise SSDError(f"decoder.seed_rows must be >= 0 (got {cfg.seed_rows}): 0 runs every filling one")
         if cfg.tree_budget < 0:
             raise SSDError(f"decoder.tree_budget must be >= 0 (got {cfg.tree_budget})")
         self.paths = parse(cfg.tree or chain_spec(cfg.draft_length)) if not cfg.tree_budget else ()
         self.adaptive = AdaptiveTree(cfg.tree_budget, cfg.tree_cost) if cfg.tree_budget else None
         self.tensors: dict = {}
+        # the most states filling the block evaluated per forward when seeding (0 in the config: all)
+        self.seed_rows = cfg.seed_rows or 1 << 30
 
     def rows_per_forward(self) -> int:
         if self.adaptive is not None:
@@ -97,11 +103,11 @@ class SelfSpeculative(BlockDecoder):
             step = sum(committed)
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, step)
             order = torch.sort(confidence[0], descending=True, stable=True).indices
+            fill = self.seed_rows if seeding and remaining > 1 else 0
             if self.adaptive is not None:
-                fill = seeding and remaining > 1
                 layout, probs = self.adaptive.grow(logits, order, remaining, fill, fwd.cache is None)
             else:
-                layout = resolve(self.paths, remaining, seeding and remaining > 1)
+                layout = resolve(self.paths, remaining, fill)
             if layout.evaluated == 0:  # one masked position left: stepwise commits it with no forward
                 x[0, start + order[:1]] = tokens[0, order[:1]]  # 1-d indices: no host read
                 committed.append(1)

@@ -76,9 +76,9 @@ def chain_spec(n: int) -> str:
 
 
 @lru_cache(maxsize=256)
-def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: bool = False) -> Layout:
-    """The shape's nodes whose positions exist with m masked positions left, in row order (`fill`:
-    the nodes that fill the block are evaluated too)."""
+def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: int = 0) -> Layout:
+    """The shape's nodes whose positions exist with m masked positions left, in row order (`fill`: how
+    many of the nodes that fill the block are evaluated too, the first ones in the shape's order)."""
     nodes: list[tuple[int, int, int, int]] = [(-1, 0, 0, 1)]  # parent, rank, token rank, depth
     index: dict[tuple, int] = {(): 0}
     ranks: dict[tuple, tuple[int, ...]] = {(): (0,)}
@@ -96,18 +96,19 @@ def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: bool =
     return order_rows(nodes, m, fill)
 
 
-def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: bool = False) -> Layout:
+def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: int = 0) -> Layout:
     """Nodes that leave a masked position (depth < m) first, then those filling the block, each group in
-    its given order; parents re-indexed. Evaluated: the first group (with `fill`, both)."""
+    its given order; parents re-indexed. Evaluated: the first group and the first `fill` of the second."""
     keep = [i for i, n in enumerate(nodes) if n[3] < m] + [i for i, n in enumerate(nodes) if n[3] >= m]
     new = {old: i for i, old in enumerate(keep)}
     rows = [nodes[i] for i in keep]
+    partial = sum(1 for n in rows if n[3] < m)
     return Layout(
         parent=tuple(new[p] if p >= 0 else -1 for p, *_ in rows),
         rank=tuple(r for _, r, _, _ in rows),
         token=tuple(k for *_, k, _ in rows),
         depth=tuple(d for *_, d in rows),
-        evaluated=len(rows) if fill else sum(1 for n in rows if n[3] < m),
+        evaluated=partial + min(fill, len(rows) - partial),
     )
 
 

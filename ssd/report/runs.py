@@ -191,6 +191,8 @@ def decoder_label(decoder: dict[str, Any]) -> tuple[str, str]:
             knobs.append(f"cost={Path(str(decoder['tree_cost'])).stem}")
     elif name in ("ssd", "psd") and decoder.get("draft_length") is not None:
         knobs.append(f"N={decoder['draft_length']}")
+    if name == "ssd" and decoder.get("seed_next_block"):
+        knobs.append("seeded")
     temperature = _number(decoder.get("temperature")) or 0.0
     if temperature > 0:
         knobs.append(f"T={_fmt_knob(temperature)}")
