@@ -22,10 +22,13 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from ssd.config import register
+from ssd.cost import CostTable
+from ssd.report.projection import projected_seconds
 from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 COST = "results/forward_cost/h100_llada8b.json"
+H100 = CostTable.load(COST)
 
 
 def mix(depth: int) -> str:
@@ -104,6 +107,8 @@ def row(name: str, folder: Path) -> dict:
         "max_rows": max((r for r, _ in verify), default=0),
         "mean_whole": sum(f for _, f in verify) / len(verify) if verify else 0.0,
         "refreshes": (len(shapes) - len(verify)) / n if n else 0.0,
+        "projected_tokens_per_s": s["total_generated_tokens"]
+        / projected_seconds({}, n, 3, "dual", H100, s["forward_shape_histogram"]),
         "environment": s.get("environment", {}),
     }
 
@@ -117,15 +122,21 @@ def markdown(rows: list[dict], command: str) -> str:
         "of those rows, the mean that ran the whole sequence (seeded: the states filling the block, the next "
         "block's refresh if reached); refreshes: block refreshes per sample (3 blocks).",
         "",
-        "| setting | n | accuracy % | identical % | NFE | TPF | mean rows | max rows | whole | refreshes |",
-        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        f"projected H100: the run's forwards priced with {COST} (ssd/report/projection.py), tokens per "
+        "projected second over stepwise's: a projection, not a measurement.",
+        "",
+        "| setting | n | accuracy % | identical % | NFE | TPF | mean rows | max rows | whole | refreshes | "
+        "projected H100 |",
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    base = next((r["projected_tokens_per_s"] for r in rows if r["setting"] == "stepwise"), None)
     for r in rows:
         ident = "ref" if r["identical_rate"] is None else f"{100 * r['identical_rate']:.1f}"
+        projected = f"{r['projected_tokens_per_s'] / base:.2f}×" if base else "n/a"
         lines.append(
             f"| {r['setting']} | {r['n']} | {100 * r['accuracy']:.1f} | {ident} | {r['mean_nfe']:.2f} | "
             f"{r['tpf']:.2f} | {r['mean_rows']:.2f} | {r['max_rows']} | {r['mean_whole']:.2f} | "
-            f"{r['refreshes']:.2f} |"
+            f"{r['refreshes']:.2f} | {projected} |"
         )
     return "\n".join(lines) + "\n"
 
