@@ -259,3 +259,29 @@ def test_bad_tree_knobs_are_one_line_errors(knobs: dict, message: str) -> None:
 def test_the_default_chain_is_stepwise_with_the_same_cache() -> None:
     cfg = SSDConfig(gen_length=8, block_length=8, draft_length=3)
     assert SelfSpeculative(cfg).reference_config() == StepwiseConfig(gen_length=8, block_length=8)
+
+
+@pytest.mark.parametrize("cache", [CacheMode.prefix, CacheMode.dual])
+def test_an_adopted_seed_is_the_next_blocks_refresh(cache: CacheMode) -> None:
+    """A filling state run whole beside cached rows leaves the next block in the state a refresh of it
+    would: same logits, same keys/values (a cached forward after it agrees); a non-seed row is refused."""
+    from ssd.models.cache import BlockForward
+
+    model = model_for("llada", 1, 1.5)
+    x = torch.tensor([random_prompt(len(model.tokenizer), 4, 6) + [model.mask_id] * 16])
+    filled = x.clone()
+    filled[0, 6:14] = torch.arange(3, 11)
+    with torch.inference_mode():
+        seeded = BlockForward(model, cache)
+        seeded.refresh(x, 6, 14)
+        _, ahead = seeded.with_seeds(x.clone(), [0], filled, [0])
+        with pytest.raises(RuntimeError, match="not a seed"):
+            seeded.adopt(0, 1)
+        seeded.adopt(0, 0)
+        assert seeded.refresh(filled, 14, 22, rows=[]).numel() == 0 and seeded.nfe == 2
+        fresh = BlockForward(model, cache)
+        expected = fresh.refresh(filled, 14, 22)
+        assert torch.equal(ahead, expected)
+        step = filled.clone()
+        step[0, 14] = 5
+        assert torch.equal(seeded(step), fresh(step))

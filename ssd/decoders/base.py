@@ -296,8 +296,8 @@ def _round(
         seed = _advance(pending, i, pending[i][0], chunk)
         if seed is not None:
             carried[i] = seed.logits
-            if n_seeds:
-                fwd.adopt(i, offset + seed.row - k)
+            if not full_everywhere:  # and its keys/values (adopt refuses a row that was no seed)
+                fwd.adopt(i, offset + seed.row - k if seed.row >= k else -1)
         offset += n_seeds
 
 

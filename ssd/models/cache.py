@@ -294,8 +294,8 @@ class BlockForward:
 
     def adopt(self, sequence: int, row: int) -> None:
         """Sequence `sequence` begins the next block from row `row` of the last `with_seeds` call."""
-        if self._seeds is None:
-            raise RuntimeError("BlockForward.adopt: no seeds to adopt")
+        if self._seeds is None or not 0 <= row < self._seeds.keys[0].shape[0]:
+            raise RuntimeError(f"BlockForward.adopt: row {row} was not a seed of the last forward")
         self.adopted[sequence] = (self._seeds, row)
 
     def _evaluate(self, states: torch.Tensor, rows: list[int] | None) -> torch.Tensor:
