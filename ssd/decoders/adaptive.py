@@ -17,10 +17,11 @@ it was the j-th free rank (j >= J counted in C only), t[d][b][k] that its token 
 candidate at that position (k >= K in T only). The priors are the chain's geometric guess and s_0's own
 probabilities. A node's path probability q is the product of pi along its path (the root: q = 1, it is
 always stepwise's choice). Growing: start from the root; repeatedly add the frontier node of highest q
-(ties: the first pushed) and push its children, until the tree holds `budget` evaluated nodes (nodes
-that fill the block cost no row and are added when popped, except the first `fill`, evaluated to seed the
-next block). Expected tokens committed by the iteration
-= sum of q over the tree (the nodes reached form one path from the root).
+(ties: the first pushed) and push its children, until the tree holds `budget` evaluated nodes. Nodes
+that fill the block are added when popped and cost no row, except, when seeding the next block
+(`decoder.seed_next_block`), the first `fill` popped (`decoder.seed_rows`; 0: all), each evaluated in a
+whole-sequence row. Expected tokens committed by the iteration = sum of q over the tree (the nodes
+reached form one path from the root).
 
 With a cost table (ssd/cost.py: ms per forward by rows), the tree is cut to the prefix of b rows
 (1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / net(b), where
