@@ -91,6 +91,42 @@ def test_the_rerun_refuses_a_damaged_finished_run(
     assert "done:" not in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def paired(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished SSD job timed paired against its stepwise reference."""
+    out = tmp_path_factory.mktemp("paired")
+    return run_job(job(tiny_checkpoints["llada"], out, decoder="ssd", **{"timing.paired": "true"}))
+
+
+def nested_edit(folder: Path, section: str, **changes: Any) -> None:
+    summary = json.loads((folder / "summary.json").read_text())
+    edit_summary(folder, **{section: summary[section] | changes})
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"paired_speedup": {"median_speedup": 9.99}},
+        {"paired_speedup": {"ci95": [9.0, 11.0]}},
+        {"timing": {"contended": True, "contended_why": "edited"}},
+        {"timing": {"wait_share": 0.5}},
+    ],
+    ids=["paired median", "paired interval", "contention verdict", "wait share"],
+)
+def test_an_edited_speed_verdict_is_refused(paired: Path, tmp_path: Path, edit: dict[str, Any]) -> None:
+    """The paired speedup and the contention verdict are recomputed from the samples, with the device,
+    threads and cores the job recorded: a summary that claims other ones is damaged."""
+    verify(paired)
+    summary = json.loads((paired / "summary.json").read_text())
+    assert summary["paired_speedup"]["n"] == 3 and "usable_cores" in summary["timing"]
+    folder = copy_run(paired, tmp_path)
+    ((section, changes),) = edit.items()
+    nested_edit(folder, section, **changes)
+    with pytest.raises(SSDError, match=section) as info:
+        verify(folder)
+    assert str(folder) in str(info.value) and "\n" not in str(info.value)
+
+
 def test_deleting_the_edited_summary_and_rerunning_recomputes_it(
     finished: Path, tmp_path: Path, tiny_checkpoints: dict[str, Path]
 ) -> None:

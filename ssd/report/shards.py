@@ -14,7 +14,7 @@ from typing import Any
 
 from ssd.config import parse_shard
 from ssd.errors import SSDError
-from ssd.results.runfolder import SAMPLES, RunFolder, aggregate, config_hash, hashed_part
+from ssd.results.runfolder import SAMPLES, RunFolder, config_hash, hashed_part, recorded_aggregate
 
 
 def setting_key(config: dict[str, Any]) -> str:
@@ -64,7 +64,7 @@ def merge(shards: list[tuple[Path, dict[str, Any], dict[str, Any] | None]]) -> t
         "run": first[0].name,
         "config_hash": config_hash(config),
         "sweep": head.get("sweep"),
-        **aggregate(samples, _device_type(head), (head.get("timing") or {}).get("threads") or 1),
+        **recorded_aggregate(samples, head),
         "environment": head.get("environment"),
         "shards": n,
     }
@@ -74,9 +74,3 @@ def merge(shards: list[tuple[Path, dict[str, Any], dict[str, Any] | None]]) -> t
     if peaks:
         summary |= {"peak_memory_bytes": max(peaks), "peak_memory_kind": head.get("peak_memory_kind")}
     return first[0], config, summary
-
-
-def _device_type(summary: dict[str, Any]) -> str:
-    """`cpu` or `cuda`: the kind of device a shard ran on, from its recorded environment."""
-    hardware = (summary.get("environment") or {}).get("hardware") or {}
-    return str(hardware.get("device") or "cpu").split(":")[0]

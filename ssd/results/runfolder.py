@@ -168,16 +168,32 @@ def isolation_used(records: list[dict[str, Any]]) -> dict[str, str]:
     return {"sandbox": "+".join(used)} if used else {}
 
 
-def aggregate(samples: list[dict[str, Any]], device: str, threads: int) -> dict[str, Any]:
+def aggregate(
+    samples: list[dict[str, Any]], device: str, threads: int, cores: int | None = None
+) -> dict[str, Any]:
     """Everything summary.json derives from sample records: the metrics, the sandbox of a code benchmark,
     whether the job was oversubscribed while timed and its paired speedup (ssd/results/timing.py). One
-    place for a job's summary and for its shards merged back, so neither falls behind the other."""
+    place for a job's summary, its shards merged back and its verification, so none falls behind.
+    `cores`: the usable cores of the machine that timed the samples (default: this one's)."""
     return {
         **summarize(samples),
         **isolation_used(samples),
-        "timing": contention(samples, threads, device),
+        "timing": contention(samples, threads, device, cores),
         "paired_speedup": paired_summary(samples, device, threads),
     }
+
+
+def recorded_device(summary: dict[str, Any]) -> str:
+    """`cpu` or `cuda`: the kind of device a job ran on, from its summary's recorded environment."""
+    hardware = (summary.get("environment") or {}).get("hardware") or {}
+    return str(hardware.get("device") or "cpu").split(":")[0]
+
+
+def recorded_aggregate(samples: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """`aggregate` as the job that wrote `summary` computed it: its device, threads and usable cores."""
+    timing = summary.get("timing") if isinstance(summary.get("timing"), dict) else {}
+    threads, cores = timing.get("threads") or 1, timing.get("usable_cores")
+    return aggregate(samples, recorded_device(summary), threads, cores)
 
 
 def _identity(samples: list[dict[str, Any]]) -> dict[str, Any]:

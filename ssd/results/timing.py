@@ -125,7 +125,9 @@ def paired_reference(decoder: Any) -> Any:
     return DECODERS.get(reference.name)(reference)
 
 
-def contention(samples: Sequence[dict[str, Any]], threads: int, device: str) -> dict[str, Any]:
+def contention(
+    samples: Sequence[dict[str, Any]], threads: int, device: str, cores: int | None = None
+) -> dict[str, Any]:
     """Whether the job was oversubscribed while timed, from its sample records' `timing` entries.
 
     cpu_utilization is CPU seconds over (wall seconds x threads): near 1 for a single-threaded job that had
@@ -133,9 +135,10 @@ def contention(samples: Sequence[dict[str, Any]], threads: int, device: str) -> 
     legitimately; on a GPU the host mostly waits). wait_share is run-queue seconds over (wall seconds x
     threads): the share of the time the job's threads were ready to run but had no CPU, a verdict on any
     device and thread count. The load average is one only for records without run-queue seconds.
+    `cores`: the usable cores of the machine that timed them (default: this one's).
     """
     timed = [s["timing"] for s in samples if isinstance(s.get("timing"), dict)]
-    cores = usable_cores()
+    cores = cores or usable_cores()
     cpu = sum(t.get("cpu_seconds") or 0.0 for t in timed)
     wall = sum(t.get("wall_seconds") or 0.0 for t in timed)
     loads = [t["load_average"] for t in timed if t.get("load_average") is not None]
