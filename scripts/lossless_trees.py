@@ -1,10 +1,10 @@
 """Measure losslessness of SSD verification trees at scale on tiny random models (fp32, CPU).
 
 Both architectures, every cache mode, both verification layouts, the bit-exact mode and, in every cache
-mode and layout, the next block seeded by the state filling the block; each sample
-decodes one random prompt with stepwise (the reference) and with one tree setting (chain, fixed shapes,
-adaptive budgets, taken in turn), greedy and at temperature 0.7 (stepwise *sampling*, same per-sample
-seed). Reports samples, identical-to-stepwise counts, first divergences and NFE per group. Writes
+mode and layout (bit-exact too, with a cache), the next block seeded by the state filling the block. Each
+sample decodes one random prompt with stepwise (the reference) and with one tree setting (chain, fixed
+shapes, adaptive budgets, taken in turn), greedy and at temperature 0.7 (stepwise *sampling*, same
+per-sample seed). Reports samples, identical-to-stepwise counts, first divergences and NFE per group. Writes
 Markdown + JSON.
 Usage: OMP_NUM_THREADS=1 python scripts/lossless_trees.py [--prompts 80] [--out results/lossless_trees]
 """
@@ -50,6 +50,8 @@ MODES = (
     (CacheMode.prefix, "tree", False, True),
     (CacheMode.dual, "batch", False, True),
     (CacheMode.dual, "tree", False, True),
+    (CacheMode.prefix, "tree", True, True),
+    (CacheMode.dual, "tree", True, True),
 )
 
 

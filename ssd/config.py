@@ -106,10 +106,10 @@ class SSDConfig(DecoderConfig):
             problems.append("decoder.tree and decoder.tree_budget exclude each other: set one of them")
         if self.tree_cost and not self.tree_budget:
             problems.append("decoder.tree_cost prices an adaptive tree: set decoder.tree_budget too")
-        if self.seed_next_block and self.bit_exact:
+        if self.seed_next_block and self.bit_exact and self.cache == "none":
             problems.append(
-                "decoder.seed_next_block needs decoder.bit_exact=false (its full rows do not take the padded "
-                "shape): drop one of them"
+                "decoder.seed_next_block with decoder.bit_exact needs a cache (without one the seeds are "
+                "rows of the padded forward, not the reference's refresh): set decoder.cache or drop one"
             )
         if not (self.tree or self.tree_budget):
             problems += _draft_within_block(self.draft_length, self.block_length, 1)

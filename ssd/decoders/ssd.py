@@ -15,9 +15,9 @@ drafts in one batched forward; the output is stepwise's, token for token.
                    and the next drafts, so an iteration costs exactly one forward.
 
 With `decoder.seed_next_block` the nodes that fill the block are evaluated too, last (one more row each;
-not in the bit-exact mode), as full forwards of the whole sequence: without a cache their rows run on
-into the next block; with one they run beside the cached rows (BlockForward.with_seeds) and keep their
-keys/values aside. When one is accepted, its logits (and keys/values) are those of the next block's
+in the bit-exact mode only with a cache), as full forwards of the whole sequence: without a cache their
+rows run on into the next block; with one they run beside the cached rows (BlockForward.with_seeds) and
+keep their keys/values aside. When one is accepted, its logits (and keys/values) are those of the next block's
 refresh (the same full forward of the same state), which is then skipped.
 Tree shapes are data: `decoder.tree` (a shape spec), `decoder.tree_budget` (an adaptive tree,
 ssd/decoders/adaptive.py) or, by default, the chain of `decoder.draft_length`.
@@ -63,10 +63,10 @@ class SelfSpeculative(BlockDecoder):
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
         if cfg.tree and cfg.tree_budget:
             raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
-        if cfg.seed_next_block and cfg.bit_exact:
+        if cfg.seed_next_block and cfg.bit_exact and cfg.cache == "none":
             raise SSDError(
-                "decoder.seed_next_block needs decoder.bit_exact=false (its full rows do not take the padded "
-                "shape): drop one of them"
+                "decoder.seed_next_block with decoder.bit_exact needs a cache (without one the seeds are "
+                "rows of the padded forward, not the reference's refresh): set decoder.cache or drop one"
             )
         if cfg.seed_rows < 0:
             raise SSDError(f"decoder.seed_rows must be >= 0 (got {cfg.seed_rows}): 0 runs every filling one")

@@ -232,10 +232,10 @@ class BlockForward:
         # Without a cache, candidate forwards may also return the logits of the next `lookahead`
         # positions (the next block's, for a state that fills this one: see SSDConfig.seed_next_block).
         self.lookahead = 0
-        # With a cache, the keys/values of full rows that filled a block (with_seeds), kept for the
-        # sequences whose next block they begin (adopt): sequence -> (cache, row)
+        # With a cache, the keys/values of full rows that filled a block (with_seeds: per seed, its cache
+        # and row there), kept for the sequences whose next block they begin (adopt): sequence -> seed
         self.adopted: dict[int, tuple[KVCache, int]] = {}
-        self._seeds: KVCache | None = None
+        self._seeds: list[tuple[KVCache, int]] = []
         self.nfe = 0
         self.batch_sizes: list[int] = []
 
@@ -281,22 +281,31 @@ class BlockForward:
         """One forward of candidate states [R, T] and of `seeds` [F, T], states that fill the block, run
         whole: each is the next block's refresh of its sequence, its logits over that block returned
         ([R, L, V], [F, L, V]) and its keys/values kept until `adopt` or the next call. Counted as one
-        forward of R + F rows: on a GPU one ragged batch; here two calls."""
+        forward of R + F rows: on a GPU one ragged batch; here two calls. In the bit-exact mode each seed
+        runs alone, as the reference refreshes its one prompt, so its numbers are the refresh's."""
         if self.cache is None:
             raise RuntimeError("BlockForward.with_seeds: without a cache every row is a full forward already")
         self._count(states.shape[0] + seeds.shape[0])
         out = self._evaluate(states, rows) if states.shape[0] else states.new_empty(0)
-        pad = None if self.pad is None else self.pad[self._tensor(seed_rows)]
-        self._seeds = KVCache(self.mode, pad)
-        length = self.end - self.start
-        ahead, _ = self.model.refresh(seeds, self.mode, self.end, self.end + length, pad, self._seeds)
+        if self.pad_rows:
+            alone = [self._seed_refresh(seeds[f : f + 1], [r]) for f, r in enumerate(seed_rows)]
+            self._seeds = [(cache, 0) for _, cache in alone]
+            return out, torch.cat([logits for logits, _ in alone])
+        ahead, cache = self._seed_refresh(seeds, seed_rows)
+        self._seeds = [(cache, j) for j in range(len(seed_rows))]
         return out, ahead
 
-    def adopt(self, sequence: int, row: int) -> None:
-        """Sequence `sequence` begins the next block from row `row` of the last `with_seeds` call."""
-        if self._seeds is None or not 0 <= row < self._seeds.keys[0].shape[0]:
-            raise RuntimeError(f"BlockForward.adopt: row {row} was not a seed of the last forward")
-        self.adopted[sequence] = (self._seeds, row)
+    def _seed_refresh(self, seeds: torch.Tensor, seed_rows: list[int]) -> tuple[torch.Tensor, KVCache]:
+        """The next block's refresh of `seeds` [F, T] (sequences `seed_rows`), into a cache of their own."""
+        pad = None if self.pad is None else self.pad[self._tensor(seed_rows)]
+        length = self.end - self.start
+        return self.model.refresh(seeds, self.mode, self.end, self.end + length, pad, KVCache(self.mode, pad))
+
+    def adopt(self, sequence: int, seed: int) -> None:
+        """Sequence `sequence` begins the next block from seed `seed` of the last `with_seeds` call."""
+        if not 0 <= seed < len(self._seeds):
+            raise RuntimeError(f"BlockForward.adopt: row {seed} was not a seed of the last forward")
+        self.adopted[sequence] = self._seeds[seed]
 
     def _evaluate(self, states: torch.Tensor, rows: list[int] | None) -> torch.Tensor:
         r = states.shape[0]
