@@ -64,9 +64,9 @@ class CostTable:
     def forward_ms(self, rows: int, full: int) -> float:
         """Cost of one forward of `rows` rows, `full` of them over the whole sequence. All whole: `full`
         refreshes (compute-bound, as a forward without a cache). Whole rows beside cached ones (states
-        seeding the next block): the cached rows' cost plus, per whole row, refresh_ms - ms(1): the
-        fixed cost of a forward (weights read, launches: ms(1)) is paid once in one ragged batch. That
-        sharing is an assumption of this pricing, not a measurement."""
+        seeding the next block): the cached rows' cost plus `full` refreshes, as this harness runs them
+        (a second call). A ragged batch fusing both would pay the fixed cost ms(1) once; not built, so
+        not priced."""
         if full >= rows:
             return self.refresh_ms * rows
-        return self.ms(rows - full) + full * max(self.refresh_ms - self.ms(1), 0.0)
+        return self.ms(rows - full) + full * self.refresh_ms

@@ -38,10 +38,10 @@ def test_projected_time_prices_refreshes_cached_and_uncached_forwards(tmp_path: 
     assert projected_seconds({"1": 2, "4": 5}, 2, 3, "none", t) == pytest.approx((2 * 30 + 5 * 120) / 1000)
 
 
-def test_recorded_forward_shapes_price_seeding_rows_as_a_refresh_sharing_the_forward(tmp_path: Path) -> None:
+def test_recorded_forward_shapes_price_each_seeding_row_as_a_refresh(tmp_path: Path) -> None:
     t = table(tmp_path)
     assert t.forward_ms(1, 1) == 30.0 and t.forward_ms(3, 3) == 90.0 and t.forward_ms(3, 0) == t.ms(3)
-    assert t.forward_ms(6, 1) == pytest.approx(t.ms(5) + 30.0 - 10.0)  # 5 cached rows + 1 whole row
+    assert t.forward_ms(6, 1) == pytest.approx(t.ms(5) + 30.0)  # 5 cached rows + 1 whole row
     # without seeding, the shapes give what the rows histogram gives
     hist, shapes = {"1": 10, "3": 10}, {"1/1": 6, "1/0": 4, "3/0": 10}
     assert projected_seconds(hist, 2, 3, "dual", t, shapes) == pytest.approx(
@@ -49,7 +49,7 @@ def test_recorded_forward_shapes_price_seeding_rows_as_a_refresh_sharing_the_for
     )
     # 2 samples, 3 blocks, 4 blocks seeded: 2 refreshes only, 4 forwards of 5 cached + 1 whole row
     seeded = {"1/1": 2, "3/0": 6, "6/1": 4}
-    want = 2 * 30 + 6 * 11 + 4 * (12 + 20)
+    want = 2 * 30 + 6 * 11 + 4 * (12 + 30)
     assert projected_seconds({"1": 2, "3": 6, "6": 4}, 2, 3, "dual", t, seeded) == pytest.approx(want / 1000)
 
 
@@ -114,8 +114,9 @@ def test_the_adaptive_tree_cuts_its_budget_where_rows_stop_paying(tmp_path: Path
 
 
 def test_the_priced_adaptive_tree_runs_a_filling_state_whole_only_if_likely(tmp_path: Path) -> None:
-    """A filling row costs refresh - ms(1) more and saves the next refresh if reached: worth it when the
-    path to it is likely (peaked logits), not when it is a long shot (flat logits)."""
+    """A filling row costs a refresh more and saves the next refresh if reached: worth it when the path
+    to it is near certain (peaked logits: the tokens it adds at no net cost), not when it is a long shot
+    (flat logits)."""
     import torch
 
     from ssd.decoders.adaptive import AdaptiveTree

@@ -281,8 +281,9 @@ class BlockForward:
         """One forward of candidate states [R, T] and of `seeds` [F, T], states that fill the block, run
         whole: each is the next block's refresh of its sequence, its logits over that block returned
         ([R, L, V], [F, L, V]) and its keys/values kept until `adopt` or the next call. Counted as one
-        forward of R + F rows: on a GPU one ragged batch; here two calls. In the bit-exact mode each seed
-        runs alone, as the reference refreshes its one prompt, so its numbers are the refresh's."""
+        forward of R + F rows, run as two calls (one ragged batch would read the weights once). In the
+        bit-exact mode each seed runs alone, as the reference refreshes its one prompt, so its numbers
+        are the refresh's."""
         if self.cache is None:
             raise RuntimeError("BlockForward.with_seeds: without a cache every row is a full forward already")
         self._count(states.shape[0] + seeds.shape[0])

@@ -9,10 +9,10 @@ for a named device and model shape) and divides the run's generated tokens by th
         cost = refresh_ms * rows               rows that all run the whole sequence: a block-start
                                                refresh (1 row), a forward without a cache
                rows_ms(rows)                   a cached forward over `rows` candidate blocks
-               rows_ms(cached) + full * (refresh_ms - rows_ms(1))
+               rows_ms(cached) + full * refresh_ms
                                                `full` whole-sequence rows (states that fill the block,
-                                               seeding the next) beside `cached` cached rows: one
-                                               ragged batch, whose fixed cost is paid once (assumed)
+                                               seeding the next) beside `cached` cached rows: a second
+                                               call, as the harness runs them (CostTable.forward_ms)
     projected speedup = (tokens / projected seconds) / (the baseline's tokens / its projected seconds)
 
 Runs that recorded which rows ran whole (summary `forward_shape_histogram`) are priced forward by forward;
@@ -114,6 +114,5 @@ def legend(table: CostTable | None) -> str:
         f"projected speedup on {table.device}: a PROJECTION, not a measurement: each recorded forward priced "
         f"with the cost table results/forward_cost/{table.name}.json ({table.model_shape}; ms per forward by "
         f"rows, extrapolated beyond {table.max_rows} rows; a whole-sequence row beside cached ones, a state "
-        "seeding the next block, adds refresh minus one-row cost), tokens over that time, over the "
-        "baseline's."
+        "seeding the next block, adds a refresh), tokens over that time, over the baseline's."
     )
