@@ -80,10 +80,6 @@ def settings() -> list[tuple[str, list[str]]]:
     for r in (1, 2, 4):
         over = ["decoder=ssd", "decoder.tree_budget=16", seed, f"decoder.seed_rows={r}"]
         out.append((f"seeded adaptive budget 16, <= {r} whole", over))
-    for b in (16, 32):
-        cost = f"decoder.tree_cost={COST}"
-        over = ["decoder=ssd", f"decoder.tree_budget={b}", cost, seed]
-        out.append((f"seeded adaptive budget {b}, H100 cost", over))
     return out
 
 

@@ -24,10 +24,10 @@ whole-sequence row. Expected tokens committed by the iteration = sum of q over t
 reached form one path from the root).
 
 With a cost table (ssd/cost.py: ms per forward by rows), the tree is cut to the prefix of b rows
-(1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / net(b), where
-net(b) = forward_ms(b, f_b) - refresh_ms * (sum of q of the filling rows among them), floored at
-ms(1) / 100: f_b of the b rows run the whole sequence (the states filling the block when they seed the
-next one; every row without a cache), and a filling node reached saves the next block's refresh.
+(1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / forward_ms(b, f_b),
+f_b = b without a cache (every row runs the whole sequence), else 0; and it evaluates no filling state
+even when seeding: the table prices a seed as the refresh it may save, so a seed never pays in
+expectation (docs/algorithms.md, "Beyond the paper").
 At temperature > 0 the rule is the same (p from s_0's clean softmax; candidates sampled per depth).
 Which tree is built never changes the tokens (acceptance checks stepwise's choices), only the NFE; as
 the statistics live in the decoder object, a resumed job or another sample order can give other NFE.
@@ -72,13 +72,14 @@ class AdaptiveTree:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], and the
         token probabilities p(r, k) it was grown from (`fill`: the first so many nodes filling the block
         are evaluated, a row each; `whole`: every row runs the whole sequence, as without a cache)."""
+        if self.cost is not None:  # the table prices a seed as the refresh it may save: it never pays
+            fill = 0
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
         nodes: list[tuple[int, int, int, int]] = []  # parent, rank, token rank, depth
         q_added: list[float] = []
         heap: list[tuple[float, int, int, int, int, tuple[int, ...]]] = [(-1.0, 0, -1, 0, 0, ())]
         pushed, rows, fills, cuts = 1, 0, 0, []
-        full, seeded = [], []  # per row: whole rows so far, q of the filling ones so far
         while heap and rows < self.budget and len(nodes) < 8 * self.budget:
             negq, _, parent, rank, k, path = heapq.heappop(heap)
             used = (*path, rank)
@@ -88,8 +89,6 @@ class AdaptiveTree:
             if not filling or fills < fill:
                 rows, fills = rows + 1, fills + filling
                 cuts.append(len(nodes))
-                full.append((full[-1] if full else 0) + (filling or whole))
-                seeded.append((seeded[-1] if seeded else 0.0) + (-negq if filling else 0.0))
             if len(used) < m:
                 pj = self.position_model(len(used))
                 free = [r for r in range(m) if r not in used]
@@ -100,9 +99,8 @@ class AdaptiveTree:
         if self.cost is not None and cuts:
             c = self.cost
 
-            def rate(b: int) -> float:
-                net = c.forward_ms(b + 1, full[b]) - c.refresh_ms * seeded[b]
-                return sum(q_added[: cuts[b]]) / max(net, c.ms(1) / 100)
+            def rate(b: int) -> float:  # b + 1 rows, all whole without a cache
+                return sum(q_added[: cuts[b]]) / c.forward_ms(b + 1, b + 1 if whole else 0)
 
             nodes = nodes[: cuts[max(range(len(cuts)), key=rate)]]
         return order_rows(nodes, m, fill), p
