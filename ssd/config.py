@@ -100,17 +100,27 @@ class SSDConfig(DecoderConfig):
     # with seed_next_block: the most filling states run whole per forward (the most likely first); 0: all
     seed_rows: int = knob(0, NON_NEGATIVE)
 
-    def relations(self) -> list[str]:
+    def tree_problems(self) -> list[str]:
+        """The tree and seeding knobs that exclude each other (the decoder refuses them too)."""
         problems = []
         if self.tree and self.tree_budget:
             problems.append("decoder.tree and decoder.tree_budget exclude each other: set one of them")
         if self.tree_cost and not self.tree_budget:
             problems.append("decoder.tree_cost prices an adaptive tree: set decoder.tree_budget too")
+        if self.seed_next_block and self.tree_cost:
+            problems.append(
+                "decoder.seed_next_block does nothing with decoder.tree_cost (the table prices a seed as "
+                "the refresh it may save, so a priced tree never runs one): drop one of them"
+            )
         if self.seed_next_block and self.bit_exact and self.cache == "none":
             problems.append(
                 "decoder.seed_next_block with decoder.bit_exact needs a cache (without one the seeds are "
                 "rows of the padded forward, not the reference's refresh): set decoder.cache or drop one"
             )
+        return problems
+
+    def relations(self) -> list[str]:
+        problems = self.tree_problems()
         if not (self.tree or self.tree_budget):
             problems += _draft_within_block(self.draft_length, self.block_length, 1)
         return problems

@@ -111,23 +111,3 @@ def test_the_adaptive_tree_cuts_its_budget_where_rows_stop_paying(tmp_path: Path
     steep = AdaptiveTree(6, str(tmp_path / "steep.json")).grow(logits, order, 8)[0]
     assert flat.evaluated == 6 and steep.evaluated == 1
     assert AdaptiveTree(6).grow(logits, order, 8)[0].evaluated == 6
-
-
-def test_the_priced_adaptive_tree_never_runs_a_filling_state_whole(tmp_path: Path) -> None:
-    """A seed costs the refresh it may save, so it never pays in expectation: the priced tree evaluates
-    no state that fills the block, even a near-certain one, which the rows-only tree does evaluate."""
-    import torch
-
-    from ssd.decoders.adaptive import AdaptiveTree
-
-    table(tmp_path)  # refresh 30 ms, one row 10 ms, five rows 12 ms
-    order = torch.arange(8)
-    peaked = torch.zeros(1, 8, 20)
-    peaked[0, :, 3] = 9.0
-    trees = AdaptiveTree(6, str(tmp_path / "x1.json")), AdaptiveTree(6)
-    for tree in trees:
-        for counts in tree.positions:  # seen so far: stepwise always took the most confident position
-            counts[0] = 100.0
-    priced, rows_only = (tree.grow(peaked, order, 3, fill=8)[0] for tree in trees)
-    assert 3 in priced.depth and 3 not in priced.depth[: priced.evaluated]  # in the tree, not run
-    assert 3 in rows_only.depth[: rows_only.evaluated]

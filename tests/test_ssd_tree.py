@@ -249,6 +249,10 @@ def test_a_tree_costs_no_more_forwards_than_its_chain_on_a_peaked_model() -> Non
         (dict(seed_rows=-1, seed_next_block=True), "seed_rows must be >= 0"),
         (dict(tree_budget=4, tree_cost="/nonexistent.json"), "not found"),
         (dict(seed_next_block=True, bit_exact=True), "needs a cache"),
+        (
+            dict(seed_next_block=True, tree_budget=4, tree_cost="results/forward_cost/h100_llada8b.json"),
+            "does nothing with decoder.tree_cost",
+        ),
     ],
 )
 def test_bad_tree_knobs_are_one_line_errors(knobs: dict, message: str) -> None:

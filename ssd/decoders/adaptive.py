@@ -25,9 +25,8 @@ reached form one path from the root).
 
 With a cost table (ssd/cost.py: ms per forward by rows), the tree is cut to the prefix of b rows
 (1 <= b <= budget) maximising (sum of q of the nodes added up to the b-th row) / forward_ms(b, f_b),
-f_b = b without a cache (every row runs the whole sequence), else 0; and it evaluates no filling state
-even when seeding: the table prices a seed as the refresh it may save, so a seed never pays in
-expectation (docs/algorithms.md, "Beyond the paper").
+f_b = b without a cache (every row runs the whole sequence), else 0. A priced tree does not seed (the
+table prices a seed as the refresh it may save, so it never pays: SSDConfig refuses the pair).
 At temperature > 0 the rule is the same (p from s_0's clean softmax; candidates sampled per depth).
 Which tree is built never changes the tokens (acceptance checks stepwise's choices), only the NFE; as
 the statistics live in the decoder object, a resumed job or another sample order can give other NFE.
@@ -72,8 +71,6 @@ class AdaptiveTree:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], and the
         token probabilities p(r, k) it was grown from (`fill`: the first so many nodes filling the block
         are evaluated, a row each; `whole`: every row runs the whole sequence, as without a cache)."""
-        if self.cost is not None:  # the table prices a seed as the refresh it may save: it never pays
-            fill = 0
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
         nodes: list[tuple[int, int, int, int]] = []  # parent, rank, token rank, depth
@@ -121,7 +118,7 @@ class AdaptiveTree:
         while a >= 0:
             path.append(a)
             a = layout.parent[a]
-        path = [u for u in reversed(path) if u < layout.evaluated]
+        path = [u for u in reversed(path) if u < layout.evaluated - layout.seeds]  # nodes with a choice
         if not path:
             return
         index = torch.tensor(path, device=choice.device)

@@ -61,13 +61,8 @@ class SelfSpeculative(BlockDecoder):
         super().__init__(cfg)
         if cfg.draft_length < 1:
             raise SSDError(f"decoder.draft_length must be at least 1 (got {cfg.draft_length})")
-        if cfg.tree and cfg.tree_budget:
-            raise SSDError("decoder.tree and decoder.tree_budget exclude each other: set one of them")
-        if cfg.seed_next_block and cfg.bit_exact and cfg.cache == "none":
-            raise SSDError(
-                "decoder.seed_next_block with decoder.bit_exact needs a cache (without one the seeds are "
-                "rows of the padded forward, not the reference's refresh): set decoder.cache or drop one"
-            )
+        if problems := cfg.tree_problems():
+            raise SSDError(problems[0])
         if cfg.seed_rows < 0:
             raise SSDError(f"decoder.seed_rows must be >= 0 (got {cfg.seed_rows}): 0 runs every filling one")
         if cfg.tree_budget < 0:
@@ -120,16 +115,17 @@ class SelfSpeculative(BlockDecoder):
             # 2. the candidate states, one per node
             states, own_pos, own_tok = node_states(x, start, order, cands, t)
             # 3. verify the evaluated ones in one forward (the filling ones last); walk from the root
-            full = sum(1 for d in layout.depth[: layout.evaluated] if d >= remaining)
-            reply = yield Rows(states[: layout.evaluated], full)
+            reply = yield Rows(states[: layout.evaluated], layout.seeds)
             if fwd.cache is None:
                 verify_logits, next_block = reply[:, :length], reply[:, length:]
             else:  # the filling rows' logits are the next block's
                 verify_logits = next_block = reply
-            steps = step + t.depth_index[: layout.evaluated] + 1  # stepwise's step at each node
-            evaluated = states[: layout.evaluated]
-            v_tokens, v_confidence = self.predict_block(fwd, evaluated, verify_logits, False, noise, steps)
-            choice = v_confidence.argmax(-1)  # stepwise's choice at each evaluated node
+            chosen = layout.evaluated - layout.seeds  # the rows that leave a choice in this block
+            steps = step + t.depth_index[:chosen] + 1  # stepwise's step at each node
+            v_tokens, v_confidence = self.predict_block(
+                fwd, states[:chosen], verify_logits[:chosen], False, noise, steps
+            )
+            choice = v_confidence.argmax(-1)  # stepwise's choice at each of those nodes
             choice_tok = v_tokens.gather(1, choice[:, None])[:, 0]
             best = self.accept(layout, t, own_pos, own_tok, choice, choice_tok)
             if self.adaptive is not None:
@@ -154,7 +150,8 @@ class SelfSpeculative(BlockDecoder):
         choice: torch.Tensor,
         choice_tok: torch.Tensor,
     ) -> int:
-        """The index of the deepest node reached: the iteration's one host sync."""
+        """The index of the deepest node reached: the chain's one host sync per iteration (an adaptive
+        tree adds its own: growing, its index tensors, counting what it saw)."""
         return int(deepest_reached(t, own_pos, own_tok, choice, choice_tok))
 
     def candidates(

@@ -37,13 +37,15 @@ class Layout:
     """A tree resolved for m masked positions at s_0: nodes in row order (evaluated ones first).
 
     rank[i]: node i's position as an index into s_0's confidence order; token[i]: its token rank;
-    parent[i]: -1 for the root; depth[i]: commits on its path (root: 1); `evaluated`: rows sent."""
+    parent[i]: -1 for the root; depth[i]: commits on its path (root: 1); `evaluated`: rows sent, the last
+    `seeds` of them states that fill the block (evaluated only to seed the next one: no choice is read)."""
 
     parent: tuple[int, ...]
     rank: tuple[int, ...]
     token: tuple[int, ...]
     depth: tuple[int, ...]
     evaluated: int
+    seeds: int = 0
 
     @property
     def size(self) -> int:
@@ -103,12 +105,14 @@ def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: int = 0) ->
     new = {old: i for i, old in enumerate(keep)}
     rows = [nodes[i] for i in keep]
     partial = sum(1 for n in rows if n[3] < m)
+    seeds = min(fill, len(rows) - partial)
     return Layout(
         parent=tuple(new[p] if p >= 0 else -1 for p, *_ in rows),
         rank=tuple(r for _, r, _, _ in rows),
         token=tuple(k for *_, k, _ in rows),
         depth=tuple(d for *_, d in rows),
-        evaluated=partial + min(fill, len(rows) - partial),
+        evaluated=partial + seeds,
+        seeds=seeds,
     )
 
 
