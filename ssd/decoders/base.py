@@ -123,9 +123,10 @@ class BlockDecoder(Decoder):
 
     A subclass writes `block()`, the algorithm for one block of one sequence. This class runs it
     for a batch of prompts: left padding to a common length (so block boundaries coincide), one
-    refresh forward per block for the whole batch, then every sequence's candidate states gathered
-    into one forward per round. Each sequence therefore goes through exactly the steps it would
-    alone; its accounting (NFE, rows per forward, tokens per iteration) is its own.
+    refresh forward per block for the sequences no seed of the previous block stands in for (`Seed`),
+    then every sequence's candidate states gathered into one forward per round. Each sequence therefore
+    goes through exactly the steps it would alone; its accounting (NFE, rows per forward, tokens per
+    iteration) is its own.
 
     In the bit-exact mode prompts are decoded one at a time, every forward padded to
     `rows_per_forward()` candidate rows, so that each forward has one shape (BlockForward).
@@ -180,13 +181,13 @@ class BlockDecoder(Decoder):
             for start, end in self.blocks(width):
                 todo = [i for i in range(n) if i not in carried]
                 logits = fwd.refresh(x, start, end, todo if carried else None)
-                fresh = dict(zip(todo, logits.split(1) if todo else [], strict=True)) if carried else None
+                fresh = dict(zip(todo, logits.split(1) if todo else [], strict=True))
                 pending: dict[int, tuple[BlockLoop, Rows]] = {}
                 for i in range(n):
                     if i in carried:
                         first = carried.pop(i)
                     else:
-                        first = fresh[i] if fresh is not None else logits[i : i + 1]
+                        first = fresh[i]
                         books[i].record(1, 1)
                     loop = self.block(fwd, x[i : i + 1], first, noises[i], books[i].committed)
                     _advance(pending, i, loop, None)
