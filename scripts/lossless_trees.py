@@ -18,13 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from lossless_tiny import prompt  # the same random prompts (scripts/ is on sys.path when run)
+from lossless_tiny import prompt, record  # the same prompts and tally (scripts/ is on sys.path)
 
 from ssd.config import CacheMode, SSDConfig
 from ssd.decoders.ssd import SelfSpeculative
 from ssd.decoders.stepwise import Stepwise
 from ssd.models.tiny import tiny_model
-from ssd.results.runfolder import first_difference
 
 GEN, BLOCK = 32, 8
 SETTINGS: tuple[tuple[str, dict], ...] = (
@@ -56,7 +55,9 @@ MODES = (
 
 
 def run(prompts: int, temperatures: tuple[float, ...]) -> list[dict]:
-    rows: dict[tuple, dict] = defaultdict(lambda: {"n": 0, "identical": 0, "nfe": 0, "ref_nfe": 0, "div": []})
+    rows: dict[tuple, dict] = defaultdict(
+        lambda: {"n": 0, "identical": 0, "nfe": 0, "tokens": 0, "ref_nfe": 0, "divergences": []}
+    )
     for arch in ("llada", "dream"):
         models = [tiny_model(arch, seed=s, init_std=(0.5, 1.5)[s % 2]) for s in range(4)]
         for cache, layout, bit_exact, seed_next in MODES:
@@ -72,14 +73,8 @@ def run(prompts: int, temperatures: tuple[float, ...]) -> list[dict]:
                     out = dec.generate(model, p, seed)
                     label = f"{cache.value}/{layout}" + ("/bit-exact" if bit_exact else "")
                     label += "/seed-next-block" if seed_next else ""
-                    r = rows[(temperature, arch, label, name)]
-                    diverges = first_difference(out.tokens, ref.tokens)
-                    r["n"] += 1
-                    r["identical"] += diverges is None
-                    r["nfe"] += out.nfe
-                    r["ref_nfe"] += ref.nfe
-                    if diverges is not None:
-                        r["div"].append(diverges)
+                    record(rows, (temperature, arch, label, name), out, ref)
+                    rows[(temperature, arch, label, name)]["ref_nfe"] += ref.nfe
     return [
         {"temperature": t, "arch": a, "mode": m, "setting": s, **r}
         for (t, a, m, s), r in sorted(rows.items(), key=lambda kv: tuple(map(str, kv[0])))
@@ -110,7 +105,7 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
             groups[(r["temperature"], *(r[k] for k in keys))].append(r)
         for key, rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
             n = sum(r["n"] for r in rs)
-            div = ", ".join(str(d) for r in rs for d in r["div"][:5]) or "-"
+            div = ", ".join(str(d) for r in rs for d in r["divergences"][:5]) or "-"
             lines.append(
                 f"| {key[0]} | " + " | ".join(key[1:]) + f" | {n} | {sum(r['identical'] for r in rs)} | "
                 f"{sum(r['nfe'] for r in rs) / n:.2f} | {sum(r['ref_nfe'] for r in rs) / n:.2f} | {div} |"

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 
 from ssd.config import register
 from ssd.cost import CostTable
-from ssd.report.projection import projected_seconds
+from ssd.report.projection import shapes_seconds
 from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -85,12 +85,9 @@ def settings() -> list[tuple[str, list[str]]]:
 
 def row(name: str, folder: Path) -> dict:
     s = json.loads((folder / "summary.json").read_text())
-    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    shapes = [
-        (r, f) for x in samples for r, f in zip(x["forward_batch_sizes"], x["forward_full_rows"], strict=True)
-    ]
-    verify = [(r, f) for r, f in shapes if (r, f) != (1, 1)]  # a 1-row whole forward is a refresh
-    n = len(samples)
+    shapes = {tuple(map(int, k.split("/"))): n for k, n in s["forward_shape_histogram"].items()}
+    verify = {shape: n for shape, n in shapes.items() if shape != (1, 1)}  # a 1-row whole forward: a refresh
+    forwards = sum(verify.values())
     return {
         "setting": name,
         "run": folder.name,
@@ -99,12 +96,12 @@ def row(name: str, folder: Path) -> dict:
         "identical_rate": s.get("identical_rate"),
         "mean_nfe": s["mean_nfe"],
         "tpf": s["tokens_per_forward"],
-        "mean_rows": sum(r for r, _ in verify) / len(verify) if verify else 0.0,
+        "mean_rows": sum(r * n for (r, _), n in verify.items()) / forwards if forwards else 0.0,
         "max_rows": max((r for r, _ in verify), default=0),
-        "mean_whole": sum(f for _, f in verify) / len(verify) if verify else 0.0,
-        "refreshes": (len(shapes) - len(verify)) / n if n else 0.0,
+        "mean_whole": sum(f * n for (_, f), n in verify.items()) / forwards if forwards else 0.0,
+        "refreshes": shapes.get((1, 1), 0) / s["n_samples"],
         "projected_tokens_per_s": s["total_generated_tokens"]
-        / projected_seconds({}, n, 3, "dual", H100, s["forward_shape_histogram"]),
+        / shapes_seconds(s["forward_shape_histogram"], H100),
         "environment": s.get("environment", {}),
     }
 

@@ -53,8 +53,7 @@ def projected_seconds(
     its histogram of rows per forward (refreshes recorded as 1-row forwards: one per block per sample
     with a cache; without one every forward is priced as full-sequence rows)."""
     if shapes:
-        priced = (table.forward_ms(*map(int, k.split("/"))) * n for k, n in shapes.items())
-        return sum(priced) / 1000.0
+        return shapes_seconds(shapes, table)
     counts = {int(k): int(v) for k, v in histogram.items()}
     if cache == "none":  # every forward runs the whole sequence: refreshes (however many) and rows alike
         return sum(table.forward_ms(rows, rows) * n for rows, n in counts.items()) / 1000.0
@@ -64,6 +63,12 @@ def projected_seconds(
     counts[1] -= refreshes
     forwards = sum(table.ms(rows) * n for rows, n in counts.items())
     return (refreshes * table.refresh_ms + forwards) / 1000.0
+
+
+def shapes_seconds(shapes: dict[str, int], table: CostTable) -> float:
+    """Projected time of forwards counted by shape ("rows/whole": forwards, summary.json's
+    forward_shape_histogram)."""
+    return sum(table.forward_ms(*map(int, k.split("/"))) * n for k, n in shapes.items()) / 1000.0
 
 
 def _throughput(r: dict[str, Any], table: CostTable) -> float | None:
