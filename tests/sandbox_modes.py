@@ -12,7 +12,8 @@ containment regression fails a test instead of exhausting the machine: as root, 
 memory limit; the sandbox's groups nest inside it); for the unprivileged user, also RLIMIT_NPROC on its
 dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now + a margin). A root
 mode runs only where the cgroup sets both pids.max and a memory limit. Without a cgroup (not root) the
-user modes' memory is capped per process (RLIMIT_AS), not in total.
+user modes' memory is capped per process (RLIMIT_AS), not in total. In every mode no file written grows
+past 256 MiB (RLIMIT_FSIZE), whatever the sandbox's own limit does.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ USER = os.environ.get("SSD_TEST_USER", "ssdtest")
 ROOT = os.geteuid() == 0
 SYSTEM_PYTHON = "/usr/bin/python3"
 CAP_PIDS, CAP_MEMORY, CAP_NPROC = 600, 4 << 30, 400
+# RLIMIT_FSIZE: the largest legitimate files are the driver's report (a few MiB at most: 5000 characters
+# of output per case) and a candidate's captured output (the sandbox stops it at 8 MiB, Limits.file_bytes)
+CAP_FILE = 256 << 20
 CAP_LIMITS = {"pids_max", "memory_max"}  # what a root mode's cgroup must set to count as a cap
 MODES = {  # name: (runs as USER, isolation, only the harmless cases)
     "root-bwrap": (False, "bwrap", False),
@@ -104,7 +108,7 @@ class Cap:
             WRAP,
             json.dumps(self.group.procs if self.group else []),
         ]
-        self.prefix.append(json.dumps([nproc, CAP_MEMORY]))
+        self.prefix.append(json.dumps([nproc, CAP_MEMORY, CAP_FILE]))
         if self.uid is not None:
             self.prefix += ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--"]
 
@@ -128,9 +132,10 @@ class Cap:
 WRAP = (
     "import json, os, resource, sys\n"
     "for p in json.loads(sys.argv[1]):\n    open(p, 'w').write(str(os.getpid()))\n"
-    "nproc, mem = json.loads(sys.argv[2])\n"
+    "nproc, mem, fsize = json.loads(sys.argv[2])\n"
     "if nproc is not None:\n    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))\n"
     "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))\n"
     "os.execvp(sys.argv[3], sys.argv[3:])\n"
 )
 
