@@ -23,10 +23,12 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -165,34 +167,69 @@ def run_all_modes() -> dict:
     out.chmod(0o777)
     key = str(KEY.resolve()) if KEY.exists() else str(ADVERSARY)
     found: dict = {}
-    # The two user modes share one uid (its processes are what is checked), so they run one after the other.
-    for wave in ([m for m in MODES if m != "user-none"], ["user-none"]):
-        running = {}
-        for mode in wave:
-            as_user, isolation, harmless = MODES[mode]
-            why = unavailable(mode)
-            if why:
-                found[mode] = why
-                continue
-            cap = Cap(mode, as_user)
-            argv, _ = driver_argv(as_user, [isolation, str(out / f"{mode}.json"), key])
-            argv += ["--only-harmless"] if harmless else []
-            proc = subprocess.Popen([*cap.prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            running[mode] = (proc, cap)
-        for mode, (proc, cap) in running.items():
-            try:
-                log, _ = proc.communicate(timeout=300)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                log, _ = proc.communicate()
-            time.sleep(0.2)  # the kernel finishes tearing namespaces down
-            left = cap.left()
-            cap.close()
-            path = out / f"{mode}.json"
-            report = json.loads(path.read_text()) if path.exists() else {}
-            found[mode] = {**report, "returncode": proc.returncode, "log": log.decode()[-3000:], "left": left}
-    shutil.rmtree(out, ignore_errors=True)
+    drivers: list[subprocess.Popen] = []  # every driver started
+    caps: list[Cap] = []  # every cap not yet closed
+    try:
+        # The two user modes share one uid (its processes are what is checked): one after the other.
+        for wave in ([m for m in MODES if m != "user-none"], ["user-none"]):
+            running = {}
+            for mode in wave:
+                as_user, isolation, harmless = MODES[mode]
+                why = unavailable(mode)
+                if why:
+                    found[mode] = why
+                    continue
+                cap = Cap(mode, as_user)
+                caps.append(cap)
+                argv, _ = driver_argv(as_user, [isolation, str(out / f"{mode}.json"), key])
+                argv += ["--only-harmless"] if harmless else []
+                proc = subprocess.Popen(
+                    [*cap.prefix, *argv],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a process group of its own, to kill on an error below
+                )
+                drivers.append(proc)
+                running[mode] = (proc, cap)
+            for mode, (proc, cap) in running.items():
+                try:
+                    log, _ = proc.communicate(timeout=300)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    log, _ = proc.communicate()
+                time.sleep(0.2)  # the kernel finishes tearing namespaces down
+                left = cap.left()
+                cap.close()
+                caps.remove(cap)
+                path = out / f"{mode}.json"
+                report = json.loads(path.read_text()) if path.exists() else {}
+                found[mode] = {
+                    **report,
+                    "returncode": proc.returncode,
+                    "log": log.decode()[-3000:],
+                    "left": left,
+                }
+    except BaseException:
+        _abandon(drivers, caps)
+        raise
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     return found
+
+
+def _abandon(drivers: list[subprocess.Popen], caps: list[Cap]) -> None:
+    """After an error: kill every driver still running (its own process group) and close every cap."""
+    for proc in drivers:
+        if proc.returncode is None:  # not reaped yet, so its pid and process group are still this one's
+            with suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for cap in caps:
+        with suppress(Exception):  # the error being raised is the one to report
+            cap.close()
 
 
 def violations(case: str, result: dict) -> list[str]:
