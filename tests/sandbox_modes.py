@@ -10,10 +10,10 @@ harmful ones would hit this machine.
 Every driver (tests/adversary.py) runs under a hard cap set before anything starts, so that a
 containment regression fails a test instead of exhausting the machine: as root, a cgroup (pids.max,
 memory limit; the sandbox's groups nest inside it); for the unprivileged user, also RLIMIT_NPROC on its
-dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now + a margin). A root
-mode runs only where the cgroup sets both pids.max and a memory limit. Without a cgroup (not root) the
-user modes' memory is capped per process (RLIMIT_AS), not in total. In every mode no file written grows
-past 256 MiB (RLIMIT_FSIZE), whatever the sandbox's own limit does.
+dedicated uid; without root, RLIMIT_NPROC of the current user (its tasks, threads included, now + a
+margin). A root mode runs only where the cgroup sets both pids.max and a memory limit. Without a cgroup
+(not root) the user modes' memory is capped per process (RLIMIT_AS), not in total. In every mode no file
+written grows past 256 MiB (RLIMIT_FSIZE), whatever the sandbox's own limit does.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Cap:
         capped = self.group is not None and self.group.limits.keys() >= CAP_LIMITS
         if ROOT and self.uid is None and not capped:
             raise RuntimeError("no cap available")  # unavailable() skips these modes first
-        nproc = CAP_NPROC if self.uid is not None else _own_processes() + 256
+        nproc = CAP_NPROC if self.uid is not None else _own_tasks() + 256
         if ROOT and self.uid is None:
             nproc = None  # root ignores RLIMIT_NPROC: the cgroup is the cap
         self.prefix = [
@@ -142,16 +142,25 @@ WRAP = (
 )
 
 
-def _own_processes() -> int:
-    uid = os.getuid()
-    return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
+def _own_tasks() -> int:
+    """What RLIMIT_NPROC counts for this user now: the tasks (threads) whose real uid is this one's.
 
-
-def _owner(p: Path) -> int | None:
-    try:
-        return p.stat().st_uid
-    except OSError:
-        return None
+    Not cage.uid_members: that leaves out zombies (counted until reaped) and goes by /proc's owner (the
+    effective uid, or root for a process that is not dumpable); /proc/PID/status has the real uid and the
+    thread count. A process that exits meanwhile counts 0.
+    """
+    uid, tasks = str(os.getuid()), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+            if fields[b"Uid"].split()[0].decode() == uid:
+                tasks += int(fields[b"Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return tasks
 
 
 def driver_argv(as_user: bool, args: list[str], **extra_env: str) -> tuple[list[str], dict[str, str]]:
