@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ssd.benchmarks import BENCHMARKS
-from ssd.config import SCHEMAS
+from gold_check import build  # scripts/ is on sys.path when a script runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for name in args.names:
-        bench = BENCHMARKS.get(name)(SCHEMAS["benchmark"][f"_schema_{name}"](data_dir=args.data_dir))
+        bench = build(name, args.data_dir)
         samples = bench.samples()[: args.limit]
         completions = [bench.gold_completion(s) for s in samples]
         bench.score_many(samples[:1], completions[:1])  # the sandbox's one-time probe, not timed

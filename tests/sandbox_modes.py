@@ -10,9 +10,10 @@ harmful ones would hit this machine.
 Every driver (tests/adversary.py) runs under a hard cap set before anything starts, so that a
 containment regression fails a test instead of exhausting the machine: as root, a cgroup (pids.max,
 memory limit; the sandbox's groups nest inside it); for the unprivileged user, also RLIMIT_NPROC on its
-dedicated uid; without root, RLIMIT_NPROC of the current user (its processes now + a margin). A root
-mode runs only where the cgroup sets both pids.max and a memory limit. Without a cgroup (not root) the
-user modes' memory is capped per process (RLIMIT_AS), not in total.
+dedicated uid; without root, RLIMIT_NPROC of the current user (its tasks, threads included, now + a
+margin). A root mode runs only where the cgroup sets both pids.max and a memory limit. Without a cgroup
+(not root) the user modes' memory is capped per process (RLIMIT_AS), not in total. In every mode no file
+written grows past 256 MiB (RLIMIT_FSIZE), whatever the sandbox's own limit does.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,6 +43,9 @@ USER = os.environ.get("SSD_TEST_USER", "ssdtest")
 ROOT = os.geteuid() == 0
 SYSTEM_PYTHON = "/usr/bin/python3"
 CAP_PIDS, CAP_MEMORY, CAP_NPROC = 600, 4 << 30, 400
+# RLIMIT_FSIZE: the largest legitimate files are the driver's report (a few MiB at most: 5000 characters
+# of output per case) and a candidate's captured output (the sandbox stops it at 8 MiB, Limits.file_bytes)
+CAP_FILE = 256 << 20
 CAP_LIMITS = {"pids_max", "memory_max"}  # what a root mode's cgroup must set to count as a cap
 MODES = {  # name: (runs as USER, isolation, only the harmless cases)
     "root-bwrap": (False, "bwrap", False),
@@ -93,7 +99,7 @@ class Cap:
         capped = self.group is not None and self.group.limits.keys() >= CAP_LIMITS
         if ROOT and self.uid is None and not capped:
             raise RuntimeError("no cap available")  # unavailable() skips these modes first
-        nproc = CAP_NPROC if self.uid is not None else _own_processes() + 256
+        nproc = CAP_NPROC if self.uid is not None else _own_tasks() + 256
         if ROOT and self.uid is None:
             nproc = None  # root ignores RLIMIT_NPROC: the cgroup is the cap
         self.prefix = [
@@ -104,7 +110,7 @@ class Cap:
             WRAP,
             json.dumps(self.group.procs if self.group else []),
         ]
-        self.prefix.append(json.dumps([nproc, CAP_MEMORY]))
+        self.prefix.append(json.dumps([nproc, CAP_MEMORY, CAP_FILE]))
         if self.uid is not None:
             self.prefix += ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--"]
 
@@ -128,23 +134,33 @@ class Cap:
 WRAP = (
     "import json, os, resource, sys\n"
     "for p in json.loads(sys.argv[1]):\n    open(p, 'w').write(str(os.getpid()))\n"
-    "nproc, mem = json.loads(sys.argv[2])\n"
+    "nproc, mem, fsize = json.loads(sys.argv[2])\n"
     "if nproc is not None:\n    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))\n"
     "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))\n"
     "os.execvp(sys.argv[3], sys.argv[3:])\n"
 )
 
 
-def _own_processes() -> int:
-    uid = os.getuid()
-    return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
+def _own_tasks() -> int:
+    """What RLIMIT_NPROC counts for this user now: the tasks (threads) whose real uid is this one's.
 
-
-def _owner(p: Path) -> int | None:
-    try:
-        return p.stat().st_uid
-    except OSError:
-        return None
+    Not cage.uid_members: that leaves out zombies (counted until reaped) and goes by /proc's owner (the
+    effective uid, or root for a process that is not dumpable); /proc/PID/status has the real uid and the
+    thread count. A process that exits meanwhile counts 0.
+    """
+    uid, tasks = str(os.getuid()), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+            if fields[b"Uid"].split()[0].decode() == uid:
+                tasks += int(fields[b"Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return tasks
 
 
 def driver_argv(as_user: bool, args: list[str], **extra_env: str) -> tuple[list[str], dict[str, str]]:
@@ -160,34 +176,69 @@ def run_all_modes() -> dict:
     out.chmod(0o777)
     key = str(KEY.resolve()) if KEY.exists() else str(ADVERSARY)
     found: dict = {}
-    # The two user modes share one uid (its processes are what is checked), so they run one after the other.
-    for wave in ([m for m in MODES if m != "user-none"], ["user-none"]):
-        running = {}
-        for mode in wave:
-            as_user, isolation, harmless = MODES[mode]
-            why = unavailable(mode)
-            if why:
-                found[mode] = why
-                continue
-            cap = Cap(mode, as_user)
-            argv, _ = driver_argv(as_user, [isolation, str(out / f"{mode}.json"), key])
-            argv += ["--only-harmless"] if harmless else []
-            proc = subprocess.Popen([*cap.prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            running[mode] = (proc, cap)
-        for mode, (proc, cap) in running.items():
-            try:
-                log, _ = proc.communicate(timeout=300)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                log, _ = proc.communicate()
-            time.sleep(0.2)  # the kernel finishes tearing namespaces down
-            left = cap.left()
-            cap.close()
-            path = out / f"{mode}.json"
-            report = json.loads(path.read_text()) if path.exists() else {}
-            found[mode] = {**report, "returncode": proc.returncode, "log": log.decode()[-3000:], "left": left}
-    shutil.rmtree(out, ignore_errors=True)
+    drivers: list[subprocess.Popen] = []  # every driver started
+    caps: list[Cap] = []  # every cap not yet closed
+    try:
+        # The two user modes share one uid (its processes are what is checked): one after the other.
+        for wave in ([m for m in MODES if m != "user-none"], ["user-none"]):
+            running = {}
+            for mode in wave:
+                as_user, isolation, harmless = MODES[mode]
+                why = unavailable(mode)
+                if why:
+                    found[mode] = why
+                    continue
+                cap = Cap(mode, as_user)
+                caps.append(cap)
+                argv, _ = driver_argv(as_user, [isolation, str(out / f"{mode}.json"), key])
+                argv += ["--only-harmless"] if harmless else []
+                proc = subprocess.Popen(
+                    [*cap.prefix, *argv],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a process group of its own, to kill on an error below
+                )
+                drivers.append(proc)
+                running[mode] = (proc, cap)
+            for mode, (proc, cap) in running.items():
+                try:
+                    log, _ = proc.communicate(timeout=300)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    log, _ = proc.communicate()
+                time.sleep(0.2)  # the kernel finishes tearing namespaces down
+                left = cap.left()
+                cap.close()
+                caps.remove(cap)
+                path = out / f"{mode}.json"
+                report = json.loads(path.read_text()) if path.exists() else {}
+                found[mode] = {
+                    **report,
+                    "returncode": proc.returncode,
+                    "log": log.decode()[-3000:],
+                    "left": left,
+                }
+    except BaseException:
+        _abandon(drivers, caps)
+        raise
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     return found
+
+
+def _abandon(drivers: list[subprocess.Popen], caps: list[Cap]) -> None:
+    """After an error: kill every driver still running (its own process group) and close every cap."""
+    for proc in drivers:
+        if proc.returncode is None:  # not reaped yet, so its pid and process group are still this one's
+            with suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for cap in caps:
+        with suppress(Exception):  # the error being raised is the one to report
+            cap.close()
 
 
 def violations(case: str, result: dict) -> list[str]:

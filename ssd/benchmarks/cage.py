@@ -3,9 +3,9 @@
 `Cage.start` runs ssd/benchmarks/launcher.py (which joins the program's cgroup, then execs bubblewrap or
 builds the namespaces itself); `Cage.stop` kills, in this order of strength: the cgroup (cgroup.kill:
 nothing in it can leave), the pid namespace's init (the kernel then kills every process of the
-namespace, and none can leave it), the launcher's process group and, without bwrap as root, every
-process of the sandbox uid. It then counts what is still alive (cgroup members, processes in the pid
-namespace or of the uid) and records that number, 0 unless containment failed.
+namespace, and none can leave it), the launcher's process group and, under isolation `none` as root,
+every process of the sandbox uid. It then counts what is still alive (cgroup members, processes in the
+pid namespace or of the uid) and records that number, 0 unless containment failed.
 """
 
 from __future__ import annotations
