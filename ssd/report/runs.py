@@ -22,7 +22,7 @@ from ssd.config import parse_shard
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.report.shards import merge, setting_key
-from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY
+from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY, read_summary
 from ssd.results.timing import report_fields
 from ssd.results.verify import verify
 
@@ -104,22 +104,6 @@ def run_folders(roots: Iterable[str | Path]) -> list[Path]:
         for folder in folders:
             found.setdefault(str(folder.resolve()), folder)
     return sorted(found.values(), key=lambda p: (p.name, str(p)))
-
-
-def _read_summary(path: Path) -> dict[str, Any]:
-    fix = (
-        f"delete it and rerun the same job (python -m ssd.run with the overrides in {path.parent / CONFIG}), "
-        f"which rewrites it from {SAMPLES} without decoding again"
-    )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SSDError(f"{path} is not UTF-8 text: {fix}") from None
-    except json.JSONDecodeError as e:
-        raise SSDError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): {fix}") from None
-    if not isinstance(data, dict):
-        raise SSDError(f"{path} holds a JSON {type(data).__name__}, not a summary object: {fix}")
-    return data
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -333,7 +317,7 @@ def load_runs(roots: str | Path | Iterable[str | Path] = DEFAULT_RUNS) -> Runs:
         summary_file = folder / SUMMARY
         config = _read_config(folder / CONFIG) if (folder / CONFIG).is_file() else None
         if config is not None and parse_shard(config.get("shard")) is not None:
-            summary = _read_summary(summary_file) if summary_file.is_file() else None
+            summary = read_summary(summary_file) if summary_file.is_file() else None
             if summary is not None:
                 verify(folder, summary)
             sharded.setdefault(setting_key(config), []).append((folder, config, summary))
@@ -341,7 +325,7 @@ def load_runs(roots: str | Path | Iterable[str | Path] = DEFAULT_RUNS) -> Runs:
         if not summary_file.is_file():
             incomplete.append(folder)
             continue
-        summary = _read_summary(summary_file)
+        summary = read_summary(summary_file)
         verify(folder, summary)  # a summary its samples do not give is refused, never tabulated
         rows.append(_row(folder, config if config is not None else _read_config(folder / CONFIG), summary))
     for key in sorted(sharded):

@@ -95,6 +95,26 @@ def samples_stamp(path: Path) -> dict[str, Any]:
     return {"file": path.name, "records": data.count(b"\n"), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json (at `path`); SSDError, one line naming it and what to do, where it cannot be
+    read or holds no summary object. The runner's check of a finished run and every report read it so."""
+    fix = (
+        f"delete it and rerun the same job (python -m ssd.run with the overrides in {path.parent / CONFIG}), "
+        f"which rewrites it from {SAMPLES} without decoding again"
+    )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SSDError(f"{path} cannot be read ({type(e).__name__}): {fix}") from None
+    except UnicodeDecodeError:
+        raise SSDError(f"{path} is not UTF-8 text: {fix}") from None
+    except json.JSONDecodeError as e:
+        raise SSDError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): {fix}") from None
+    if not isinstance(data, dict):
+        raise SSDError(f"{path} holds a JSON {type(data).__name__}, not a summary object: {fix}")
+    return data
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 

@@ -11,7 +11,6 @@ Runs written before the record existed are checked by recomputation alone.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from ssd.results.runfolder import (
     STAMP,
     SUMMARY,
     RunFolder,
+    read_summary,
     recorded_aggregate,
     samples_stamp,
     summarize,
@@ -39,22 +39,9 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _read_summary(folder: Path) -> dict[str, Any]:
-    try:
-        summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SSDError(
-            f"{folder / SUMMARY} cannot be read ({type(e).__name__}): delete it and rerun the job, which "
-            f"rewrites it from {SAMPLES}"
-        ) from None
-    if not isinstance(summary, dict):
-        raise SSDError(f"{folder / SUMMARY} is not a summary object: delete it and rerun the job")
-    return summary
-
-
 def verify(folder: Path, summary: dict[str, Any] | None = None) -> None:
     """Raise SSDError unless the finished run in `folder` is consistent: its samples give its summary."""
-    summary = _read_summary(folder) if summary is None else summary
+    summary = read_summary(folder / SUMMARY) if summary is None else summary
     samples_file = folder / SAMPLES
     damaged = f"run folder {folder} is damaged"
     redo = "delete the folder and rerun the job"
