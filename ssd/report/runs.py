@@ -316,18 +316,17 @@ def load_runs(roots: str | Path | Iterable[str | Path] = DEFAULT_RUNS) -> Runs:
     for folder in run_folders(roots):
         summary_file = folder / SUMMARY
         config = _read_config(folder / CONFIG) if (folder / CONFIG).is_file() else None
+        summary = read_summary(summary_file) if summary_file.is_file() else None
+        if summary is not None:
+            verify(folder, summary)  # a summary its samples do not give is refused, never tabulated
         if config is not None and parse_shard(config.get("shard")) is not None:
-            summary = read_summary(summary_file) if summary_file.is_file() else None
-            if summary is not None:
-                verify(folder, summary)
             sharded.setdefault(setting_key(config), []).append((folder, config, summary))
-            continue
-        if not summary_file.is_file():
+        elif summary is None:
             incomplete.append(folder)
-            continue
-        summary = read_summary(summary_file)
-        verify(folder, summary)  # a summary its samples do not give is refused, never tabulated
-        rows.append(_row(folder, config if config is not None else _read_config(folder / CONFIG), summary))
+        else:
+            rows.append(
+                _row(folder, config if config is not None else _read_config(folder / CONFIG), summary)
+            )
     for key in sorted(sharded):
         rows.append(_row(*merge(sharded[key])))
     rows.sort(key=sort_key)
