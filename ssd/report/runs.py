@@ -23,7 +23,6 @@ from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.report.shards import merge, setting_key
 from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY, read_summary
-from ssd.results.timing import report_fields
 from ssd.results.verify import verify
 
 DEFAULT_RUNS = Path("results/runs")
@@ -126,6 +125,28 @@ def _number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def report_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The timing columns of a run's report row (threads, contention, paired speedup) and when it finished
+    (`finished`), from its summary. Summaries written before the runner recorded timing have none: then
+    the run is not known to be contended and has no paired speedup."""
+    timing = summary.get("timing") if isinstance(summary.get("timing"), dict) else {}
+    paired = summary.get("paired_speedup") if isinstance(summary.get("paired_speedup"), dict) else {}
+    ci = paired.get("ci95") if isinstance(paired.get("ci95"), list) else []
+    ci = ci if len(ci) == 2 else [None, None]
+    environment = summary.get("environment") if isinstance(summary.get("environment"), dict) else {}
+    return {
+        "threads": timing.get("threads"),
+        "contended": bool(timing.get("contended")),
+        "contended_why": timing.get("contended_why"),
+        "paired_speedup": _number(paired.get("median_speedup")),
+        "paired_ci_lo": _number(ci[0]),
+        "paired_ci_hi": _number(ci[1]),
+        "paired_basis": paired.get("basis"),
+        "paired_wall_speedup": _number(paired.get("median_wall_speedup")),
+        "finished": str(environment.get("timestamp") or ""),
+    }
 
 
 def model_label(path: str | None, name: str | None) -> str:
