@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ssd.report import load_runs, with_baselines  # noqa: E402
-from ssd.report.tables import markdown  # noqa: E402
+from ssd.report.runs import missing  # noqa: E402
+from ssd.report.tables import fmt, markdown  # noqa: E402
 from ssd.results.timing import usable_cores  # noqa: E402
 
 ARMS = "stepwise,fast_dllm_t09,fast_dllm_t05,ssd_n2,ssd_n8,psd,diffuspec"
@@ -93,7 +94,7 @@ def rows(runs: Path) -> dict[tuple[str, str], dict[str, Any]]:
     out = {}
     for r in frame.to_dict("records"):
         out[r["sweep"], r["decoder_label"]] = {
-            "plain": None if r["speedup"] != r["speedup"] else round(float(r["speedup"]), 3),
+            "plain": None if missing(r["speedup"]) else round(float(r["speedup"]), 3),
             "paired": r["paired_speedup"],
             "paired_basis": r["paired_basis"],
             "paired_wall": r["paired_wall_speedup"],
@@ -105,7 +106,7 @@ def rows(runs: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def change(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or a != a or b != b else b / a - 1
+    return None if missing(a) or missing(b) else b / a - 1
 
 
 def pct(x: float | None) -> str:
@@ -113,7 +114,7 @@ def pct(x: float | None) -> str:
 
 
 def num(x: float | None) -> str:
-    return "n/a" if x is None or x != x else f"{x:.2f}×"
+    return fmt(x, ".2f", "×")
 
 
 def report(data: dict[str, Any]) -> str:

@@ -20,7 +20,8 @@ from ssd.config import SCHEMAS, ModelConfig, RunConfig, TimingConfig, WandbConfi
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 
-# The nested parts of a run config; the first three are picked by name (a decoder, a benchmark, ...).
+# The nested parts of a run config. Decoder and benchmark are picked by name (`schema_for`); the others
+# have one schema each (FIXED).
 FIXED = {"model": ModelConfig, "wandb": WandbConfig, "timing": TimingConfig}
 SECTIONS = ("model", "decoder", "benchmark", "wandb", "timing")
 

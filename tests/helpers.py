@@ -8,9 +8,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "compare_sweeps.ipynb"
+# The environment variables the notebook reads (its first cell).
+NOTEBOOK_ENV = ("SSD_RUNS", "SSD_SWEEP_A", "SSD_SWEEP_B", "SSD_RUNS_A", "SSD_RUNS_B")
 
 
 class CountingModel(torch.nn.Module):
@@ -84,3 +88,21 @@ def tiny_job(ckpt: Path, out: Path, **settings: Any) -> Any:
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=[f"{k}={v}" for k, v in {**base, **settings}.items()])
+
+
+def execute_notebook(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    """notebooks/compare_sweeps.ipynb executed with only these of its environment variables set; the
+    executed notebook. Raises CellExecutionError, with the cell's traceback, if any cell fails; skips the
+    calling test without nbformat or nbclient."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    for name in NOTEBOOK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
+    client.execute()
+    return nb

@@ -10,13 +10,11 @@ import pytest
 from ssd.errors import SSDError
 from ssd.report import load_runs, with_baselines
 from ssd.report.compare import compare_sweeps, pick_sweeps
+from tests.helpers import NOTEBOOK, execute_notebook
 from tests.test_report import H100, write_run
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "compare_sweeps.ipynb"
-ENV = ("SSD_RUNS", "SSD_SWEEP_A", "SSD_SWEEP_B", "SSD_RUNS_A", "SSD_RUNS_B")
+pytest.importorskip("nbclient")  # what execute_notebook runs the notebook with
 
 
 def two_sweeps(root: Path) -> tuple[Path, Path]:
@@ -28,19 +26,6 @@ def two_sweeps(root: Path) -> tuple[Path, Path]:
         write_run(folder, "fast_dllm", sweep=label, device=device, tps=30.0 * scale, tpf=3.0, accuracy=0.25)
     write_run(gpu, "ssd", sweep="gpu", device=H100, tps=600.0, tpf=3.0, identical=1.0, draft_length=6)
     return cpu, gpu
-
-
-def execute(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-    )
-    client.execute()  # raises CellExecutionError, with the cell's traceback, if any cell fails
-    return nb
 
 
 def cell_output(nb: Any, source_start: str) -> str:
@@ -74,7 +59,7 @@ def test_notebook_compares_two_sweeps_of_one_folder(tmp_path: Path, monkeypatch:
     for folder in two_sweeps(tmp_path):  # one folder holding both sweeps, as results/runs would
         for run in folder.iterdir():
             run.rename(everything / f"{folder.name}-{run.name}")
-    nb = execute(monkeypatch, SSD_RUNS=str(everything), SSD_SWEEP_A="cpu", SSD_SWEEP_B="gpu")
+    nb = execute_notebook(monkeypatch, SSD_RUNS=str(everything), SSD_SWEEP_A="cpu", SSD_SWEEP_B="gpu")
     text = outputs(nb)
     assert "comparing cpu (3 runs) with gpu (4 runs)" in text
     table = cell_output(nb, "table = compare_sweeps")
@@ -89,7 +74,7 @@ def test_notebook_compares_two_sweeps_of_one_folder(tmp_path: Path, monkeypatch:
 
 def test_notebook_compares_two_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, gpu = two_sweeps(tmp_path)
-    nb = execute(monkeypatch, SSD_RUNS_A=str(cpu), SSD_RUNS_B=str(gpu))
+    nb = execute_notebook(monkeypatch, SSD_RUNS_A=str(cpu), SSD_RUNS_B=str(gpu))
     assert "comparing cpu (3 runs) with gpu (4 runs)" in outputs(nb)
 
 
@@ -115,7 +100,7 @@ def test_notebook_shows_one_sweep_and_leaves_adhoc_runs_out(
 ) -> None:
     cpu, _ = two_sweeps(tmp_path)
     write_run(cpu, "stepwise", sweep="adhoc", model="elsewhere/other", tps=1.0)  # an unrelated ad-hoc run
-    nb = execute(monkeypatch, SSD_RUNS=str(cpu))
+    nb = execute_notebook(monkeypatch, SSD_RUNS=str(cpu))
     text = outputs(nb)
     assert "one sweep, cpu (3 runs)" in text and "not shown: sweeps adhoc" in text
     assert "other" not in cell_output(nb, "table = compare_sweeps")
@@ -130,7 +115,7 @@ def test_notebook_says_when_two_sweeps_share_no_setting(
 ) -> None:
     write_run(tmp_path, "stepwise", sweep="a", tps=10.0)
     write_run(tmp_path, "stepwise", sweep="b", tps=10.0, model="elsewhere/other")
-    nb = execute(monkeypatch, SSD_RUNS=str(tmp_path))
+    nb = execute_notebook(monkeypatch, SSD_RUNS=str(tmp_path))
     assert "a and b share no setting" in outputs(nb)
 
 
@@ -155,6 +140,6 @@ def test_notebook_runs_right_after_a_fresh_sweep(tmp_path: Path, monkeypatch: py
     ]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     subprocess.run(command, cwd=root, env=env, check=True, capture_output=True, timeout=300)
-    nb = execute(monkeypatch, SSD_RUNS=str(runs))
+    nb = execute_notebook(monkeypatch, SSD_RUNS=str(runs))
     assert "one sweep, default (3 runs)" in outputs(nb)
     assert "ssd N=4" in cell_output(nb, "table = compare_sweeps")

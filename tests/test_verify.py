@@ -19,16 +19,12 @@ from ssd.report.plots import main as plots_main
 from ssd.report.tables import main as tables_main
 from ssd.results.verify import verify
 from ssd.run import run_job
-from tests.helpers import tiny_job
-
-
-def job(ckpt: Path, out: Path, **extra: Any) -> Any:
-    return tiny_job(ckpt, out, **extra)
+from tests.helpers import execute_notebook, tiny_job
 
 
 @pytest.fixture(scope="module")
 def finished(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_job(job(tiny_checkpoints["llada"], tmp_path_factory.mktemp("runs")))
+    return run_job(tiny_job(tiny_checkpoints["llada"], tmp_path_factory.mktemp("runs")))
 
 
 def copy_run(finished: Path, tmp_path: Path) -> Path:
@@ -85,7 +81,7 @@ def test_the_rerun_refuses_a_damaged_finished_run(
     folder = copy_run(finished, tmp_path)
     DAMAGE[damage](folder)
     with pytest.raises(SSDError) as info:
-        run_job(job(tiny_checkpoints["llada"], folder.parent))
+        run_job(tiny_job(tiny_checkpoints["llada"], folder.parent))
     message = str(info.value)
     assert str(folder) in message and "\n" not in message
     assert "done:" not in capsys.readouterr().out
@@ -95,7 +91,7 @@ def test_the_rerun_refuses_a_damaged_finished_run(
 def paired(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished SSD job timed paired against its stepwise reference."""
     out = tmp_path_factory.mktemp("paired")
-    return run_job(job(tiny_checkpoints["llada"], out, decoder="ssd", **{"timing.paired": "true"}))
+    return run_job(tiny_job(tiny_checkpoints["llada"], out, decoder="ssd", **{"timing.paired": "true"}))
 
 
 def nested_edit(folder: Path, section: str, **changes: Any) -> None:
@@ -133,22 +129,10 @@ def test_deleting_the_edited_summary_and_rerunning_recomputes_it(
     folder = copy_run(finished, tmp_path)
     edit_summary(folder, accuracy=0.123)
     (folder / "summary.json").unlink()  # what the message says to do
-    run_job(job(tiny_checkpoints["llada"], folder.parent))
+    run_job(tiny_job(tiny_checkpoints["llada"], folder.parent))
     original = json.loads((finished / "summary.json").read_text())
     assert json.loads((folder / "summary.json").read_text())["accuracy"] == original["accuracy"]
     assert (folder / "samples.jsonl").read_bytes() == (finished / "samples.jsonl").read_bytes()
-
-
-def execute_notebook(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "compare_sweeps.ipynb"
-    for name in ("SSD_RUNS_A", "SSD_RUNS_B", "SSD_SWEEP_A", "SSD_SWEEP_B"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SSD_RUNS", str(runs))
-    nb = nbformat.read(notebook, as_version=4)
-    resources = {"metadata": {"path": str(notebook.parent)}}
-    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources=resources).execute()
 
 
 @pytest.mark.parametrize("damage", ["edited accuracy", "edited sample"])
@@ -171,4 +155,4 @@ def test_every_report_refuses_an_edited_finished_run(
         assert err.startswith("error: run folder ") and str(folder) in err
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
     with pytest.raises(Exception, match="is damaged"):  # nbclient's CellExecutionError, with our line
-        execute_notebook(runs, monkeypatch)
+        execute_notebook(monkeypatch, SSD_RUNS=str(runs))

@@ -193,7 +193,7 @@ def _panel(ax: Any, renderer: Any, panel: pd.DataFrame, x: str, log: bool, decod
     on = [i for i, d in enumerate(panel["decoder"]) if d not in AUTOREGRESSIVE]
     front = [on[i] for i in pareto_front([(xs[i], ys[i]) for i in on])]
     fx, fy = [xs[i] for i in front], [ys[i] for i in front]
-    contended = [bool(c) for c in panel.get("contended", pd.Series(False, index=panel.index))]
+    contended = [bool(c) for c in panel["contended"]]
     ax.plot(fx, fy, drawstyle="steps-post", color="0.6", lw=1.2, ls="--", zorder=1)
     ax.scatter(fx, fy, s=260, facecolors="none", edgecolors="0.6", lw=0.8, zorder=2)
     for decoder in sorted(set(panel["decoder"]), key=lambda d: (DECODER_ORDER + (d,)).index(d)):
@@ -224,7 +224,7 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
         not (missing(a) or missing(v) or v <= 0) for a, v in zip(frame["accuracy"], frame[x], strict=True)
     ]
     frame = frame[usable]
-    if kind != "throughput" and "contended" in frame:  # TPF counts forwards: load does not change it
+    if kind != "throughput":  # TPF counts forwards: load does not change it
         frame = frame.assign(contended=False)
     if frame.empty:
         raise SSDError(f"no finished run has both an accuracy and a {x}: nothing to plot")
@@ -253,7 +253,7 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
         frontier = {"markerfacecolor": "none", "markersize": 13, "marker": "o"}
         front = "Pareto frontier (dLLM)"
         handles.append(Line2D([], [], ls="--", color="0.6", label=front, **frontier))
-        if kind == "throughput" and "contended" in frame and frame["contended"].any():
+        if kind == "throughput" and frame["contended"].any():
             hollow = {"marker": "o", "markerfacecolor": "none", "markeredgecolor": "0.3", "markersize": 7}
             handles.append(Line2D([], [], ls="", label="hollow: CPU contended", **hollow))
         per_row = 4 if ncols > 1 else 3  # one panel is 6.4 inches wide: three entries fit a row

@@ -22,8 +22,7 @@ from ssd.config import parse_shard
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
 from ssd.report.shards import merge, setting_key
-from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY
-from ssd.results.timing import report_fields
+from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY, read_summary
 from ssd.results.verify import verify
 
 DEFAULT_RUNS = Path("results/runs")
@@ -106,22 +105,6 @@ def run_folders(roots: Iterable[str | Path]) -> list[Path]:
     return sorted(found.values(), key=lambda p: (p.name, str(p)))
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
-    fix = (
-        f"delete it and rerun the same job (python -m ssd.run with the overrides in {path.parent / CONFIG}), "
-        f"which rewrites it from {SAMPLES} without decoding again"
-    )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SSDError(f"{path} is not UTF-8 text: {fix}") from None
-    except json.JSONDecodeError as e:
-        raise SSDError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): {fix}") from None
-    if not isinstance(data, dict):
-        raise SSDError(f"{path} holds a JSON {type(data).__name__}, not a summary object: {fix}")
-    return data
-
-
 def _read_config(path: Path) -> dict[str, Any]:
     fix = f"the run folder {path.parent} is damaged: delete it and rerun the job"
     if not path.is_file():
@@ -142,6 +125,28 @@ def _number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def report_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The timing columns of a run's report row (threads, contention, paired speedup) and when it finished
+    (`finished`), from its summary. Summaries written before the runner recorded timing have none: then
+    the run is not known to be contended and has no paired speedup."""
+    timing = summary.get("timing") if isinstance(summary.get("timing"), dict) else {}
+    paired = summary.get("paired_speedup") if isinstance(summary.get("paired_speedup"), dict) else {}
+    ci = paired.get("ci95") if isinstance(paired.get("ci95"), list) else []
+    ci = ci if len(ci) == 2 else [None, None]
+    environment = summary.get("environment") if isinstance(summary.get("environment"), dict) else {}
+    return {
+        "threads": timing.get("threads"),
+        "contended": bool(timing.get("contended")),
+        "contended_why": timing.get("contended_why"),
+        "paired_speedup": _number(paired.get("median_speedup")),
+        "paired_ci_lo": _number(ci[0]),
+        "paired_ci_hi": _number(ci[1]),
+        "paired_basis": paired.get("basis"),
+        "paired_wall_speedup": _number(paired.get("median_wall_speedup")),
+        "finished": str(environment.get("timestamp") or ""),
+    }
 
 
 def model_label(path: str | None, name: str | None) -> str:
@@ -332,18 +337,17 @@ def load_runs(roots: str | Path | Iterable[str | Path] = DEFAULT_RUNS) -> Runs:
     for folder in run_folders(roots):
         summary_file = folder / SUMMARY
         config = _read_config(folder / CONFIG) if (folder / CONFIG).is_file() else None
+        summary = read_summary(summary_file) if summary_file.is_file() else None
+        if summary is not None:
+            verify(folder, summary)  # a summary its samples do not give is refused, never tabulated
         if config is not None and parse_shard(config.get("shard")) is not None:
-            summary = _read_summary(summary_file) if summary_file.is_file() else None
-            if summary is not None:
-                verify(folder, summary)
             sharded.setdefault(setting_key(config), []).append((folder, config, summary))
-            continue
-        if not summary_file.is_file():
+        elif summary is None:
             incomplete.append(folder)
-            continue
-        summary = _read_summary(summary_file)
-        verify(folder, summary)  # a summary its samples do not give is refused, never tabulated
-        rows.append(_row(folder, config if config is not None else _read_config(folder / CONFIG), summary))
+        else:
+            rows.append(
+                _row(folder, config if config is not None else _read_config(folder / CONFIG), summary)
+            )
     for key in sorted(sharded):
         rows.append(_row(*merge(sharded[key])))
     rows.sort(key=sort_key)

@@ -89,10 +89,32 @@ def write_yaml(path: Path, data: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
-def samples_stamp(path: Path) -> dict[str, Any]:
-    """What a summary is computed from: the record count and sha256 of a samples file as it is on disk."""
-    data = path.read_bytes() if path.is_file() else b""
+def samples_stamp(path: Path, data: bytes | None = None) -> dict[str, Any]:
+    """What a summary is computed from: the record count and sha256 of a samples file as it is on disk
+    (`data`: its bytes, where the caller has read them already)."""
+    if data is None:
+        data = path.read_bytes() if path.is_file() else b""
     return {"file": path.name, "records": data.count(b"\n"), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json (at `path`); SSDError, one line naming it and what to do, where it cannot be
+    read or holds no summary object. The runner's check of a finished run and every report read it so."""
+    fix = (
+        f"delete it and rerun the same job (python -m ssd.run with the overrides in {path.parent / CONFIG}), "
+        f"which rewrites it from {SAMPLES} without decoding again"
+    )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SSDError(f"{path} cannot be read ({type(e).__name__}): {fix}") from None
+    except UnicodeDecodeError:
+        raise SSDError(f"{path} is not UTF-8 text: {fix}") from None
+    except json.JSONDecodeError as e:
+        raise SSDError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): {fix}") from None
+    if not isinstance(data, dict):
+        raise SSDError(f"{path} holds a JSON {type(data).__name__}, not a summary object: {fix}")
+    return data
 
 
 def _mean(values: list[float]) -> float | None:
@@ -269,6 +291,18 @@ class RunFolder:
         if not self.samples_file.is_file():
             return []
         data = self.samples_file.read_bytes()
+        records = self.parse_samples(data, expected_ids)
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):  # only once the rest is known to be sound
+            with open(self.samples_file, "r+b") as f:
+                f.truncate(complete)
+                f.flush()
+                os.fsync(f.fileno())
+        return records
+
+    def parse_samples(self, data: bytes, expected_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The records of the complete lines of `data` (the bytes of this folder's samples file), in order;
+        SSDError naming the line for damage (`read_samples`). A last line without its newline is left out."""
         complete = data.rfind(b"\n") + 1
         allowed = set(expected_ids) if expected_ids is not None else None
         records: list[dict[str, Any]] = []
@@ -287,11 +321,6 @@ class RunFolder:
                 raise self._corrupt(number, f"sample '{sample_id}' is not one of this job's samples")
             seen.add(sample_id)
             records.append(record)
-        if complete < len(data):  # only once the rest is known to be sound
-            with open(self.samples_file, "r+b") as f:
-                f.truncate(complete)
-                f.flush()
-                os.fsync(f.fileno())
         return records
 
     def append_sample(self, record: dict[str, Any]) -> None:

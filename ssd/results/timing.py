@@ -227,29 +227,3 @@ def paired_summary(samples: Sequence[dict[str, Any]], device: str, threads: int)
         "median_wall_speedup": round(statistics.median(wall), 4) if wall else None,
         "reference_decoder": paired[0]["reference_decoder"],
     }
-
-
-def _finite(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    return float(value) if ok and abs(value) != float("inf") else None
-
-
-def report_fields(summary: dict[str, Any]) -> dict[str, Any]:
-    """The timing columns of a run's report row (ssd/report/runs.py), from its summary; absent in summaries
-    written before the runner recorded them (then: not known to be contended, no paired speedup)."""
-    timing = summary.get("timing") if isinstance(summary.get("timing"), dict) else {}
-    paired = summary.get("paired_speedup") if isinstance(summary.get("paired_speedup"), dict) else {}
-    ci = paired.get("ci95") if isinstance(paired.get("ci95"), list) else []
-    ci = ci if len(ci) == 2 else [None, None]
-    environment = summary.get("environment") if isinstance(summary.get("environment"), dict) else {}
-    return {
-        "threads": timing.get("threads"),
-        "contended": bool(timing.get("contended")),
-        "contended_why": timing.get("contended_why"),
-        "paired_speedup": _finite(paired.get("median_speedup")),
-        "paired_ci_lo": _finite(ci[0]),
-        "paired_ci_hi": _finite(ci[1]),
-        "paired_basis": paired.get("basis"),
-        "paired_wall_speedup": _finite(paired.get("median_wall_speedup")),
-        "finished": str(environment.get("timestamp") or ""),
-    }

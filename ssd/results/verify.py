@@ -11,7 +11,6 @@ Runs written before the record existed are checked by recomputation alone.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from ssd.results.runfolder import (
     STAMP,
     SUMMARY,
     RunFolder,
+    read_summary,
     recorded_aggregate,
     samples_stamp,
     summarize,
@@ -39,29 +39,16 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _read_summary(folder: Path) -> dict[str, Any]:
-    try:
-        summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SSDError(
-            f"{folder / SUMMARY} cannot be read ({type(e).__name__}): delete it and rerun the job, which "
-            f"rewrites it from {SAMPLES}"
-        ) from None
-    if not isinstance(summary, dict):
-        raise SSDError(f"{folder / SUMMARY} is not a summary object: delete it and rerun the job")
-    return summary
-
-
 def verify(folder: Path, summary: dict[str, Any] | None = None) -> None:
     """Raise SSDError unless the finished run in `folder` is consistent: its samples give its summary."""
-    summary = _read_summary(folder) if summary is None else summary
+    summary = read_summary(folder / SUMMARY) if summary is None else summary
     samples_file = folder / SAMPLES
     damaged = f"run folder {folder} is damaged"
     redo = "delete the folder and rerun the job"
     data = samples_file.read_bytes() if samples_file.is_file() else b""
     recorded = summary.get(STAMP)
     if isinstance(recorded, dict):
-        actual = samples_stamp(samples_file)
+        actual = samples_stamp(samples_file, data)
         if actual != recorded:
             raise SSDError(
                 f"{damaged}: {SAMPLES} changed after {SUMMARY} was written ({actual['records']} records, "
@@ -70,7 +57,7 @@ def verify(folder: Path, summary: dict[str, Any] | None = None) -> None:
             )
     if data and not data.endswith(b"\n"):
         raise SSDError(f"{damaged}: the last line of {SAMPLES} is incomplete although it finished: {redo}")
-    samples = RunFolder(folder).read_samples()
+    samples = RunFolder(folder).parse_samples(data)  # the bytes stamped above: the file is read once
     if all(all(k in s for k in NEEDED) for s in samples):
         # with its timing verdict and paired speedup when it recorded how it was timed
         expected = recorded_aggregate(samples, summary) if "timing" in summary else summarize(samples)
