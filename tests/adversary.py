@@ -5,7 +5,7 @@ under a hard cap of its own: a cgroup with pids.max and a memory limit, or RLIMI
 uid) writes, per case, the verdict, the candidate's stdout and the details, plus what the driver saw
 from the outside: the canary file, connections to a localhost listener, SysV IPC and /dev/shm left
 behind. `--hang ISOLATION` grades one sleeping candidate, for a test that kills this process meanwhile.
-Nothing here needs more than the standard library and ssd.benchmarks.sandbox.
+Nothing here needs more than the standard library and ssd.sandbox.grader.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def sysv_keys() -> list[str]:
 
 
 def main(isolation: str | None, out: str, key: str, only_harmless: bool) -> int:
-    from ssd.benchmarks.sandbox import Job, Limits, grade, mechanism
     from ssd.errors import SSDError
+    from ssd.sandbox.grader import Job, Limits, grade, mechanism
 
     isolation = None if isolation == "default" else isolation
     try:
@@ -123,7 +123,7 @@ def main(isolation: str | None, out: str, key: str, only_harmless: bool) -> int:
 
 def hang(isolation: str) -> None:
     """Grade one candidate that starts a daemon and sleeps; the test kills this process meanwhile."""
-    from ssd.benchmarks.sandbox import Job, grade
+    from ssd.sandbox.grader import Job, grade
 
     code = (
         "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\ntime.sleep(1000)\n" + ADD

@@ -34,8 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adversary_cases  # noqa: E402
 
-from ssd.benchmarks import cgroups  # noqa: E402
-from ssd.benchmarks.cage import _kill_all, uid_members  # noqa: E402
+from ssd.sandbox import cgroups  # noqa: E402
+from ssd.sandbox.cage import _kill_all, uid_members  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ADVERSARY = Path(__file__).resolve().parent / "adversary.py"
@@ -86,7 +86,7 @@ def unavailable(mode: str) -> str | None:
 @functools.cache
 def _user_can_import() -> bool:
     probe = ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--", "env", "-i"]
-    probe += [f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-c", "import ssd.benchmarks.sandbox"]
+    probe += [f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-c", "import ssd.sandbox.grader"]
     return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
 
 

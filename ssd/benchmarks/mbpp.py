@@ -8,7 +8,7 @@
   turn per problem text and an assistant turn "{code}\\n[DONE]" per example. Stop string: "[DONE]".
 - Program: the completion (cut at "[DONE]"; in a chat answer with a ``` block, that block) followed by
   the problem's `test_setup_code` (empty for all but one; it builds inputs), run in the sandbox. Its
-  three asserts run in a trusted checker process (ssd/benchmarks/sandbox.py), where the functions they
+  three asserts run in a trusted checker process (ssd/sandbox/grader.py), where the functions they
   call that the reference solution defines, and the setup's objects, are proxies to the candidate's.
   pass@1 = the asserts hold.
 """
@@ -25,9 +25,9 @@ from typing import Any
 from ssd.benchmarks.base import Prompt, Sample
 from ssd.benchmarks.data import ensure, read_rows
 from ssd.benchmarks.humaneval import CodeBenchmark
-from ssd.benchmarks.sandbox import Job
 from ssd.config import BenchmarkConfig
 from ssd.errors import SSDError
+from ssd.sandbox import Job
 
 FEWSHOT_FILE = Path(__file__).with_name("mbpp_fewshot.json")
 STOP_STRINGS = ("[DONE]",)  # mbpp.yaml generation_kwargs.until

@@ -3,7 +3,7 @@
 Stdlib only, run as `python -I serve.py REQUEST_FD REPLY_FD NPROC` next to wire.py and candidate.py.
 The protocol has its own pipes (not stdin/stdout, which the candidate may close or print to). Everything
 here runs in the candidate's process and may be rewritten by it: that is fine, because all it can send
-is JSON that the grader decodes to plain data (ssd/benchmarks/wire.py); the tests and expected values
+is JSON that the grader decodes to plain data (ssd/sandbox/wire.py); the tests and expected values
 never come here, only the arguments of each call.
 
 Messages: first {"ready": true} (or {"error": ...} if the program failed), then per request

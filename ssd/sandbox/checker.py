@@ -5,7 +5,7 @@ Stdlib only, run as `python -I checker.py REPLY_FD REQUEST_FD VERDICT_FD` with a
 `check`; MBPP: nothing) runs here; then each name in `remote` is bound to a proxy for the candidate's
 object of that name, and `tests` run. The verdict, one JSON line on VERDICT_FD, is {"passed": true} if the
 tests ran to their end, else {"passed": false, "reason": ...}. Calls cross as plain data only
-(ssd/benchmarks/wire.py), so the candidate cannot see the expected values nor return anything but
+(ssd/sandbox/wire.py), so the candidate cannot see the expected values nor return anything but
 built-in values to compare them with.
 """
 

@@ -1,6 +1,6 @@
 """Start one candidate program inside the sandbox and, whatever it did, end everything it started.
 
-`Cage.start` runs ssd/benchmarks/launcher.py (which joins the program's cgroup, then execs bubblewrap or
+`Cage.start` runs ssd/sandbox/launcher.py (which joins the program's cgroup, then execs bubblewrap or
 builds the namespaces itself); `Cage.stop` kills, in this order of strength: the cgroup (cgroup.kill:
 nothing in it can leave), the pid namespace's init (the kernel then kills every process of the
 namespace, and none can leave it), the launcher's process group and, under isolation `none` as root,
@@ -21,7 +21,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from ssd.benchmarks import cgroups
+from ssd.sandbox import cgroups
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "launcher.py"

@@ -1,7 +1,7 @@
 """Plain data over a pipe: the only thing that crosses between a sandboxed candidate and its grader.
 
-Stdlib only: a copy of this file runs inside the sandbox (ssd/benchmarks/serve.py) and another in the
-trusted grader (ssd/benchmarks/checker.py). One message is one line of JSON. Values are None, bool, int,
+Stdlib only: a copy of this file runs inside the sandbox (ssd/sandbox/serve.py) and another in the
+trusted grader (ssd/sandbox/checker.py). One message is one line of JSON. Values are None, bool, int,
 float, complex, str, bytes, range and list/tuple/dict/set/frozenset of them. An instance of a subclass
 of one of these (Counter, OrderedDict, a namedtuple, an IntEnum) travels as its built-in base, without
 its methods; an iterator (a generator, map, zip, ...) travels as its items and arrives as an iterator

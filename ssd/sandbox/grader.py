@@ -1,9 +1,9 @@
 """Grade model-written code so that it can neither fool the verdict nor escape onto the machine.
 
 Two processes per candidate, neither of them the harness:
-- the candidate program runs sandboxed (ssd/benchmarks/serve.py): it executes the model's code and then
-  answers calls to its functions over two dedicated pipes, with plain data only (ssd/benchmarks/wire.py);
-- the benchmark's tests run in a second, trusted process (ssd/benchmarks/checker.py), where the names
+- the candidate program runs sandboxed (ssd/sandbox/serve.py): it executes the model's code and then
+  answers calls to its functions over two dedicated pipes, with plain data only (ssd/sandbox/wire.py);
+- the benchmark's tests run in a second, trusted process (ssd/sandbox/checker.py), where the names
   under test are proxies that call the candidate. The verdict is the checker's, so no nonce to print,
   no `check` to rebind, and nothing but built-in values to compare: the expected values and the answer
   key never enter the sandbox.
@@ -11,12 +11,12 @@ Two processes per candidate, neither of them the harness:
 Isolation of the candidate (SSD_SANDBOX or `isolation` picks one; by default the best that works here):
 - `bwrap`: bubblewrap: new user, pid, network, ipc, uts and mount namespaces; it sees /usr, /etc, /lib*
   (read-only), its own files at /srv (read-only), size-limited tmpfs /work, /tmp and /dev/shm.
-- `ns` (root only): the same namespaces and file system built by ssd/benchmarks/launcher.py itself.
+- `ns` (root only): the same namespaces and file system built by ssd/sandbox/launcher.py itself.
 - `none`: no isolation at all; only when asked for explicitly (see README "Running generated code").
 As root the program also runs under a uid of its own (RLIMIT_NPROC binds) and in a cgroup of its own
 where writable (pids.max, a memory cap on all its processes and tmpfs, cgroup.kill). Without root under
 bwrap, the process cap is RLIMIT_NPROC set inside the user namespace, where the kernel counts it apart.
-After every program, everything it started is killed (ssd/benchmarks/cage.py) and the count of survivors
+After every program, everything it started is killed (ssd/sandbox/cage.py) and the count of survivors
 (0 unless containment failed) is recorded with the isolation in each result's details.
 """
 
@@ -40,8 +40,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ssd.benchmarks.cage import MIN_ENV, Cage
 from ssd.errors import SSDError
+from ssd.sandbox.cage import MIN_ENV, Cage
 
 ISOLATIONS = ("bwrap", "ns", "none")
 UID_BASE = 1 << 30  # sandbox uids: UID_BASE + (harness pid % 2**22) * MAX_SLOTS + slot

@@ -1,0 +1,27 @@
+"""Running model-written code: a verdict the candidate cannot reach, and a program that cannot get out.
+
+What it promises. A candidate program (HumanEval, MBPP) never shares a process with its tests: it runs
+in a sandbox (`serve.py`), executes the model's code, then only answers calls to its functions over two
+pipes carrying plain data (`wire.py`). The benchmark's tests run in a trusted checker (`checker.py`) that
+calls the candidate through proxies; the verdict is the checker's, and the expected values never enter
+the sandbox. After every program everything it started is killed (`cage.py`) and what survived is
+counted. Entry point: `grade(jobs, ...)` in `grader.py`; `mechanism()` picks the isolation.
+
+What each mode cannot guarantee:
+- `bwrap` (bubblewrap; any user): new user, pid, network, ipc, uts and mount namespaces, a read-only view
+  of the system and size-limited tmpfs. Without root, no memory cap over all its processes together
+  (each has RLIMIT_AS); kernel exploits are out of scope.
+- `ns` (root only): the same namespaces built by `launcher.py` itself; kernel exploits are out of scope.
+- `none` (only when asked for): rlimits, a minimal environment and a timeout, nothing else. The program
+  can read and change what the harness's user can, use the network, and without root signal or ptrace
+  the harness and the checker: it can forge a verdict. Its pass@1 is not a contained result.
+As root every mode also runs each program under a uid of its own and, where cgroups are writable, in a
+cgroup of its own (pids.max, a memory cap, cgroup.kill).
+
+`launcher.py`, `serve.py`, `checker.py` and `wire.py` are standard-library scripts run by path with
+`python -I`; they import nothing from this package.
+"""
+
+from ssd.sandbox.grader import ISOLATIONS, Job, Limits, Mechanism, Result, grade, mechanism
+
+__all__ = ["ISOLATIONS", "Job", "Limits", "Mechanism", "Result", "grade", "mechanism"]
