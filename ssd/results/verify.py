@@ -3,11 +3,10 @@
 `summary.json` records what it was computed from (`computed_from`: the record count and sha256 of
 `samples.jsonl`, written by RunFolder.write_summary). Before a finished run is skipped by the runner or read
 by a report, `verify` checks that record and recomputes the summary from the samples with the writer's
-own aggregation (ssd/results/summary.py: the timing verdict and paired speedup too, with the device,
-threads and cores the job recorded); a folder whose
-files disagree (an edited accuracy or speedup, a changed or damaged sample line) is refused in one line
-naming it.
-Runs written before the record existed are checked by recomputation alone.
+own aggregation (ssd/results/summary.py; the timing verdict and paired speedup with the device, threads
+and cores the job recorded); a folder whose files disagree (an edited accuracy or speedup, a changed or
+damaged sample line) is refused in one line naming it. Runs written before the record existed are
+checked by recomputation alone.
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from ssd.errors import SSDError
 from ssd.results.runfolder import SAMPLES, STAMP, SUMMARY, RunFolder, read_summary, samples_stamp
 from ssd.results.summary import recorded_aggregate
 
-# What a record needs for the summary's metrics: runs written by hand (tests, imports) without them are only
-# counted.
+# What a record needs for the summary's metrics: runs written by hand (tests, imports) without them are
+# only counted.
 NEEDED = ("correct", "generated_tokens", "nfe", "wall_seconds", "forward_batch_sizes")
 
 
