@@ -15,16 +15,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ssd.config import RunConfig, parse_shard, register
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.registry import did_you_mean
 from ssd.results.progress import Progress, headline, heartbeat
-from ssd.results.runfolder import RunFolder, aggregate, config_hash, first_difference
+from ssd.results.provenance import environment, peak_memory, reset_peak_memory
+from ssd.results.runfolder import RunFolder, config_hash
+from ssd.results.summary import aggregate, first_difference
+from ssd.results.timing import paired_record, set_threads, timed
 from ssd.results.verify import verified_done
 from ssd.validate import check_config, check_device, hydra_errors
 
@@ -147,8 +150,24 @@ def reference_tokens(cfg: DictConfig, decoder: Any, models: dict[str, Any]) -> d
     return {r["id"]: r["tokens"] for r in folder.read_samples()}
 
 
+def paired_reference(decoder: Any) -> Any:
+    """The reference decoder timed beside each sample under `timing.paired` (None: it has none)."""
+    reference = decoder.reference_config()
+    if reference is None:
+        return None
+    from ssd.decoders import DECODERS
+
+    return DECODERS.get(reference.name)(reference)
+
+
 def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -> Path:
-    """Run (or resume, or skip) one job and return its run folder."""
+    """Run (or resume, or skip) one job and return its run folder.
+
+    In order: the config resolved and checked (ssd/validate.py); its run folder (ssd/results/runfolder.py),
+    skipped if done and its summary still given by its samples (ssd/results/verify.py); the benchmark,
+    decoder and model; the reference's tokens (an ordinary job of its own); every remaining sample
+    decoded, metered (ssd/results/timing.py), graded and appended; the summary, aggregated from the
+    samples as written (ssd/results/summary.py), written last."""
     models = {} if models is None else models
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
@@ -159,12 +178,8 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         print(f"done: {folder.path}", flush=True)
         return folder.path
     check_device(resolved["model"]["device"])
-    from ssd.results.provenance import reset_peak_memory
-
     reset_peak_memory(_device(resolved["model"]["device"]))
     shard = parse_shard(resolved.get("shard"))
-    from ssd.results.timing import paired_reference, set_threads
-
     threads = set_threads(resolved["timing"]["threads"])
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
@@ -246,18 +261,16 @@ def _generate(
         decoder.generate(model, prompts[todo[0][0]][1], seed=0)
         if paired is not None:
             paired.generate(model, prompts[todo[0][0]][1], seed=0)
-    from ssd.results.timing import timed as _timed
-
     for number, lo in enumerate(range(0, len(todo), batch_size)):
         batch = todo[lo : lo + batch_size]
         seeds = [sample_seed(seed, index) for index, _ in batch]
         ids = [prompts[index][1] for index, _ in batch]
         with heartbeat(f"sample {batch[0][1].id}"):
             if paired is not None and number % 2:
-                references, ref_timing = _timed(paired, model, ids, seeds)
-            generations, timing = _timed(decoder, model, ids, seeds)
+                references, ref_timing = timed(paired, model, ids, seeds)
+            generations, timing = timed(decoder, model, ids, seeds)
             if paired is not None and not number % 2:
-                references, ref_timing = _timed(paired, model, ids, seeds)
+                references, ref_timing = timed(paired, model, ids, seeds)
         refs = [None] * len(batch) if paired is None else [(r, ref_timing) for r in references]
         for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, refs, strict=True):
             recorder.record(index, sample, prompts[index][0], seed_, gen, timing, ref)
@@ -293,8 +306,6 @@ class Recorder:
         record |= {"completion": completion, "generated_tokens": generated, **asdict(gen), **asdict(score)}
         record["timing"] = timing
         if ref is not None:
-            from ssd.results.timing import paired_record
-
             ours = (generated, gen.wall_seconds, timing["cpu_seconds"])
             theirs = (self.count(ref[0].tokens)[1], ref[0].wall_seconds, ref[1]["cpu_seconds"])
             record["paired"] = paired_record(self.paired_name, ours, theirs)
@@ -315,8 +326,6 @@ class Recorder:
 def _summary(
     folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any, threads: int
 ) -> dict[str, Any]:
-    from ssd.results.provenance import environment, peak_memory
-
     digest = config_hash(resolved)
     return {
         "run": folder.path.name,
@@ -328,12 +337,6 @@ def _summary(
         **peak_memory(model.device),
         "environment": environment(str(model.device), seed=resolved["seed"], config_hash=digest),
     }
-
-
-def fail(error: SSDError) -> NoReturn:
-    """The one way a user error ends the program: one line on stderr, exit status 2."""
-    print("error: " + " ".join(str(error).split()), file=sys.stderr, flush=True)
-    sys.exit(2)
 
 
 def _task(cfg: DictConfig) -> None:

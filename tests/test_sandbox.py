@@ -239,7 +239,7 @@ def test_a_sandbox_that_cannot_start_is_reported_not_passed():
 def test_the_isolation_reaches_the_summary_and_the_tables(tmp_path):
     from ssd.report import load_runs
     from ssd.report.tables import render
-    from ssd.results.runfolder import isolation_used
+    from ssd.results.summary import isolation_used
     from tests.test_report import write_run
 
     records = [{"details": {"isolation": "bwrap"}}, {"details": {"isolation": "bwrap"}}]

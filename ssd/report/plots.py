@@ -30,7 +30,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import LogFormatter
 from matplotlib.transforms import Bbox
 
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.report.runs import DECODER_ORDER, DEFAULT_RUNS, Runs, load_runs, missing
 from ssd.report.tables import write_files
 
@@ -299,7 +299,6 @@ def write_plots(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.select import choose
     from ssd.report.tables import parser
-    from ssd.run import fail
 
     args = parser("Pareto plots of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:

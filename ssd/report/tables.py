@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ssd.cost import CostTable
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.report import projection
 from ssd.report.runs import DEFAULT_RUNS, REFERENCES, Runs, load_runs, missing, with_baselines
 
@@ -289,7 +289,6 @@ def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.select import choose
-    from ssd.run import fail
 
     p = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT)
     p.add_argument("--cost", type=Path, help="forward-cost JSON of the projected speedups (default: H100)")
