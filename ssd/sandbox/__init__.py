@@ -22,6 +22,6 @@ cgroup of its own (pids.max, a memory cap, cgroup.kill).
 `python -I`; they import nothing from this package.
 """
 
-from ssd.sandbox.grader import ISOLATIONS, Job, Limits, Mechanism, Result, grade, mechanism
+from ssd.sandbox.grader import ISOLATIONS, TAMPERED, Job, Limits, Mechanism, Result, grade, mechanism
 
-__all__ = ["ISOLATIONS", "Job", "Limits", "Mechanism", "Result", "grade", "mechanism"]
+__all__ = ["ISOLATIONS", "TAMPERED", "Job", "Limits", "Mechanism", "Result", "grade", "mechanism"]
