@@ -17,7 +17,11 @@ As root the program also runs under a uid of its own (RLIMIT_NPROC binds) and in
 where writable (pids.max, a memory cap on all its processes and tmpfs, cgroup.kill). Without root under
 bwrap, the process cap is RLIMIT_NPROC set inside the user namespace, where the kernel counts it apart.
 After every program, everything it started is killed (ssd/sandbox/cage.py) and the count of survivors
-(0 unless containment failed) is recorded with the isolation in each result's details.
+is recorded with the isolation in each result's details: 0 unless containment failed, or null under
+`none` without root when the program took its processes out of the harness's sight (`survivors_unseen`).
+The checker's code, spec and verdict channel are kept out of a candidate's reach where the OS allows
+(ssd/sandbox/seal.py); a program that changed the sandbox's scripts on disk leaves `tampered` in its
+details, and the next one is not run.
 """
 
 from __future__ import annotations
