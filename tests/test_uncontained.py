@@ -18,7 +18,7 @@ from ssd.benchmarks.base import Sample
 from ssd.benchmarks.humaneval import HumanEval
 from ssd.config import HumanEvalConfig
 from ssd.errors import SSDError
-from ssd.sandbox import seal
+from ssd.sandbox import grader, seal
 from ssd.sandbox.grader import Job, grade, mechanism
 
 ADD = Job("def f(a, b):\n    return a + b\n", "assert f(2, 3) == 5", ("f",))
@@ -40,7 +40,7 @@ def test_a_sandbox_script_changed_on_disk_stops_grading(monkeypatch):
     ):
         HumanEval(HumanEvalConfig(chat=False)).score(SAMPLE, "    return a + b\n")
     with pytest.raises(SSDError, match=r"^ssd/sandbox/checker.py changed on disk while grading"):
-        mechanism.__wrapped__(None)  # a harness that starts now (uncached) refuses before any program
+        grader._mechanism.__wrapped__(None)  # a harness that starts now refuses before any program
     monkeypatch.undo()
     calls = iter([[], ["ssd/sandbox/launcher.py"], ["ssd/sandbox/launcher.py"]])
     monkeypatch.setattr(seal, "tampered", lambda: next(calls))

@@ -298,13 +298,17 @@ def _probe(mech: Mechanism) -> str | None:
     return f"{result.status}: {result.details.get('reason', '')} {result.stderr[-300:]}".strip()
 
 
-@cache
 def mechanism(isolation: str | None = None) -> Mechanism:
-    """The containment to use (the best that works, or the one asked for); SSDError if none works.
+    """The containment to use (the best that works, or the one asked for, else SSD_SANDBOX's); SSDError if
+    none works. Probed once per process and isolation.
 
     Without root and without bubblewrap, nothing contains a program: that is refused unless asked for
     with isolation 'none' (or SSD_SANDBOX=none)."""
-    isolation = isolation or os.environ.get("SSD_SANDBOX") or None
+    return _mechanism(isolation or os.environ.get("SSD_SANDBOX") or None)
+
+
+@cache
+def _mechanism(isolation: str | None) -> Mechanism:
     if isolation is not None and isolation not in ISOLATIONS:
         raise SSDError(f"unknown sandbox isolation {isolation!r}: choose one of {', '.join(ISOLATIONS)}")
     if seal.tampered():
