@@ -234,20 +234,28 @@ class MATHConfig(BenchmarkConfig):
 
 
 @dataclass
-class HumanEvalConfig(BenchmarkConfig):
-    """HumanEval as lm-eval's humaneval, 0-shot, pass@1 (ssd/benchmarks/humaneval.py)."""
+class CodeConfig(BenchmarkConfig):
+    """What the code benchmarks share: generated programs graded in the sandbox (ssd/sandbox/)."""
 
-    name: str = "humaneval"
     timeout: float = knob(10.0, POSITIVE)  # wall seconds per program in the sandbox
+    # The sandbox's isolation; part of a run's identity. auto = SSD_SANDBOX if set, else the best that
+    # works here; the runner records the one that grades (none: uncontained, README "Running generated code")
+    sandbox: str = knob("auto", Choices(("auto", "bwrap", "ns", "none")))
 
 
 @dataclass
-class MBPPConfig(BenchmarkConfig):
+class HumanEvalConfig(CodeConfig):
+    """HumanEval as lm-eval's humaneval, 0-shot, pass@1 (ssd/benchmarks/humaneval.py)."""
+
+    name: str = "humaneval"
+
+
+@dataclass
+class MBPPConfig(CodeConfig):
     """MBPP (full test split) as lm-eval's mbpp, pass@1 (ssd/benchmarks/mbpp.py)."""
 
     name: str = "mbpp"
     num_fewshot: int = knob(3, NON_NEGATIVE)  # task_ids 2, 3, 4 of the prompt split (0..3)
-    timeout: float = knob(10.0, POSITIVE)  # wall seconds per program in the sandbox
 
 
 @dataclass
@@ -257,7 +265,8 @@ class ArithConfig(BenchmarkConfig):
     name: str = "arith"
     chat: bool = False  # plain-text prompts: what the shipped arith checkpoints were trained on
     seed: int = knob(0, Free("any integer picks a test split"))  # disjoint from training data for any seed
-    size: int = knob(200, POSITIVE_INT)  # how many
+    # how many test problems: each takes ~0.5 ms to draw (a job draws only those it reads: its `limit`)
+    size: int = knob(200, Bounds(lo=1, hi=10_000))
 
 
 class WandbMode(str, Enum):

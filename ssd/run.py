@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ssd.config import RunConfig, parse_shard, register
 from ssd.errors import SSDError, fail
 from ssd.registry import did_you_mean
-from ssd.results.progress import Progress, headline, heartbeat
+from ssd.results.progress import UNCONTAINED, UNCONTAINED_WHY, Progress, headline, heartbeat
 from ssd.results.provenance import environment, peak_memory, reset_peak_memory
 from ssd.results.runfolder import RunFolder, config_hash
 from ssd.results.summary import aggregate, first_difference
@@ -173,9 +173,10 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         cfg = OmegaConf.structured(cfg)
     resolved = resolve(cfg)
     check_config(resolved)
+    uncontained = _pin_sandbox(cfg, resolved)
     folder = RunFolder.for_config(resolved)
     if verified_done(folder):
-        print(f"done: {folder.path}", flush=True)
+        print(f"done: {folder.path}{uncontained}", flush=True)
         return folder.path
     check_device(resolved["model"]["device"])
     reset_peak_memory(_device(resolved["model"]["device"]))
@@ -184,10 +185,7 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
     paired = paired_reference(decoder) if resolved["timing"]["paired"] else None
-    # (index in the unsharded job, sample): a sample keeps its index, and so its seed, in any shard
-    indexed = list(enumerate(benchmark.samples()[: resolved["limit"]]))
-    if shard is not None:
-        indexed = indexed[shard[0] :: shard[1]]
+    indexed = benchmark.selected(resolved["limit"], shard)  # (index in the unsharded job, sample)
     samples = [s for _, s in indexed]
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
@@ -218,6 +216,21 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         if where:
             print(f"wandb: written to {where} (an offline run uploads with `wandb sync {where}`)", flush=True)
     return folder.path
+
+
+def _pin_sandbox(cfg: DictConfig, resolved: dict[str, Any]) -> str:
+    """A code benchmark's isolation is part of its run's identity (the folder's hash): `auto` becomes the
+    one that grades here, so runs graded under different isolations never share a folder. Under `none`
+    the job says so first, and its last line too (returned)."""
+    bench = resolved["benchmark"]
+    if bench.get("sandbox") == "auto":
+        from ssd.sandbox import mechanism
+
+        bench["sandbox"] = cfg.benchmark.sandbox = mechanism().isolation
+    if bench.get("sandbox") != "none":
+        return ""
+    print(f"{UNCONTAINED}: {UNCONTAINED_WHY}", flush=True)
+    return f" ({UNCONTAINED})"
 
 
 def _device(name: str) -> str:
