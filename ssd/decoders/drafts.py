@@ -7,8 +7,9 @@ ranks of s_0's confidence order). Every other node guesses the policy's step at 
 free ranks F (those not committed on the path) in s_0's order and p(r, k) s_0's softmax probability of
 the k-th candidate token at rank r:
 
-    a prefix     the first n free ranks F[:n] with s_0's argmax tokens        (1 <= n <= N = 8)
-    a singleton  the free rank F[j] with its k-th token, (j, k) != (0, 0)     (j < J = 2, k < K = 3)
+    a prefix     the first n free ranks F[:n] with s_0's argmax tokens, or one of them with its k-th
+                 token (1 <= n <= N = 8, k < K = 3)
+    a singleton  the free rank F[j] alone with its k-th token                 (1 <= j < J = 2)
 
 Its probability of being the policy's step is estimated as
 
@@ -42,7 +43,8 @@ from ssd.cost import CostTable
 from ssd.decoders.tree import Layout, Node, order_nodes
 
 N, J, K, PRIOR_WEIGHT, MAX_STEPS = 8, 2, 3, 4.0, 4
-EDGES = (0.5, 0.8, 0.95, 0.99)
+EDGES = (0.5, 0.8, 0.95, 0.99)  # token model buckets of p(r, 0), as adaptive.py
+LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # continuation buckets of p(r, 0)
 
 
 class TransitionTree:
@@ -53,18 +55,21 @@ class TransitionTree:
         self.reset()
 
     def reset(self) -> None:
-        d, b = MAX_STEPS + 1, len(EDGES) + 1
-        self.sizes = [[0.0] * (N + 2) for _ in range(d)]  # [steps][n], index N + 1: not a prefix
-        self.positions = [[0.0] * (J + 1) for _ in range(d)]  # [steps][j], last: beyond J
+        d, b, c = MAX_STEPS + 1, len(EDGES) + 1, len(LEVELS) + 1
+        self.kinds = [[0.0] * (J + 1) for _ in range(d)]  # [steps][a prefix, a lone F[j] (j >= 1), other]
+        self.cont = [[[0.0, 0.0] for _ in range(c)] for _ in range(d)]  # [steps][level][stop, go on]
         self.tokens = [[[0.0] * (K + 1) for _ in range(b)] for _ in range(d)]  # [steps][bucket][k]
 
-    def _size(self, d: int, n: int) -> float:
-        s = self.sizes[min(d, MAX_STEPS)]
-        return (s[n] + PRIOR_WEIGHT * 2.0**-n) / (sum(s) + PRIOR_WEIGHT)
+    def _kind(self, d: int, j: int) -> float:
+        """P(the step is a prefix of the free ranks) (j = 0), or the lone free rank j."""
+        c = self.kinds[min(d, MAX_STEPS)]
+        prior = 0.8 if j == 0 else 0.2 * 2.0**-j
+        return (c[j] + PRIOR_WEIGHT * prior) / (sum(c) + PRIOR_WEIGHT)
 
-    def _position(self, d: int, j: int) -> float:
-        c = self.positions[min(d, MAX_STEPS)]
-        return (c[j] + PRIOR_WEIGHT * 2.0 ** -(j + 1)) / (sum(c) + PRIOR_WEIGHT)
+    def _go_on(self, d: int, p0: float) -> float:
+        """P(a prefix step goes on to a free rank of s_0-confidence p0 | it reached the one before)."""
+        stop, go = self.cont[min(d, MAX_STEPS)][bisect(LEVELS, p0)]
+        return (go + PRIOR_WEIGHT * p0) / (stop + go + PRIOR_WEIGHT)
 
     def _token(self, d: int, p: list[float], k: int) -> float:
         t = self.tokens[min(d, MAX_STEPS)][bisect(EDGES, p[0])]
@@ -73,15 +78,22 @@ class TransitionTree:
     def children(self, free: list[int], d: int, p: list[list[float]]) -> list[tuple[float, tuple]]:
         """(pi, commits) of each guess of the policy's step at a node with free ranks `free`, d steps
         below the root."""
-        out, pi = [], 1.0
+        out, go, tokens = [], self._kind(d, 0), 1.0
         for n in range(1, min(N, len(free)) + 1):
-            pi *= self._token(d, p[free[n - 1]], 0)
-            out.append((self._size(d, n) * pi, tuple((r, 0) for r in free[:n])))
-        one = self._size(d, 1)
-        for j, r in enumerate(free[:J]):
-            for k in range(min(K, len(p[r]))):
-                if (j, k) != (0, 0):
-                    out.append((one * self._position(d, j) * self._token(d, p[r], k), ((r, k),)))
+            if n > 1:
+                go *= self._go_on(d, p[free[n - 1]][0])
+            tokens *= self._token(d, p[free[n - 1]], 0)
+            stop = 1.0 - self._go_on(d, p[free[n]][0]) if n < len(free) else 1.0
+            prefix = tuple((r, 0) for r in free[:n])
+            out.append((go * stop * tokens, prefix))
+            for i, r in enumerate(free[:n]):  # the prefix with one position's runner-up tokens
+                argmax = self._token(d, p[r], 0)
+                for k in range(1, len(p[r])):
+                    variant = (*prefix[:i], (r, k), *prefix[i + 1 :])
+                    out.append((go * stop * tokens / argmax * self._token(d, p[r], k), variant))
+        for j in range(1, min(J, len(free))):
+            r = free[j]
+            out += [(self._kind(d, j) * self._token(d, p[r], k), ((r, k),)) for k in range(len(p[r]))]
         return out
 
     def grow(
@@ -158,11 +170,15 @@ class TransitionTree:
             used |= {r for r, _ in layout.commits[u]}
             free = [r for r in range(len(p)) if r not in used]
             ranks = sorted(rank_of[q] for q, on in enumerate(mask) if on)
-            s = min(d + 1, MAX_STEPS)
-            n = len(ranks)
-            self.sizes[s][n if ranks == free[:n] and n <= N else N + 1] += 1
-            if n == 1 and ranks[0] in free:
-                self.positions[s][min(free.index(ranks[0]), J)] += 1
+            s, n = min(d + 1, MAX_STEPS), len(ranks)
+            if ranks == free[:n]:
+                self.kinds[s][0] += 1
+                for i in range(1, min(n + 1, len(free))):  # went on to free[1..n-1], stopped at free[n]
+                    self.cont[s][bisect(LEVELS, p[free[i]][0])][int(i < n)] += 1
+            elif n == 1 and ranks[0] in free[:J]:
+                self.kinds[s][free.index(ranks[0])] += 1
+            else:
+                self.kinds[s][J] += 1
             mine = cand[min(layout.depth[u], len(cand) - 1)]  # drafted for u's children
             for q, on in enumerate(mask):
                 if on and rank_of[q] < len(p):
