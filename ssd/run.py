@@ -1,6 +1,8 @@
 """The runner: `python -m ssd.run model=… decoder=… benchmark=… [limit=…]` (add `-m` to sweep).
 
 One job = one (model, decoder, benchmark, settings) combination = one run folder (ssd/results/runfolder.py).
+Whatever is not named comes from the base config (conf/config.yaml): the embedded trained model on its
+task, in seconds on a CPU, so `python -m ssd.run limit=10` is a quick first job.
 Jobs are idempotent: a finished job is skipped, an interrupted one resumes after its last recorded
 sample, so a sweep can simply be launched again (Hydra has no sweep resume of its own), and a Slurm job
 that is requeued (`hydra/launcher=submitit_slurm`, conf/hydra/launcher/) continues where it stopped.
@@ -34,8 +36,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # here at import, so that it holds in a submitit job too (which imports this module to unpickle the task).
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 GROUPS = ("model", "decoder", "benchmark", "experiment")
-# What `python -m ssd.run` runs without arguments: a job of the default sweep, offline, in seconds on a CPU.
-FIRST_JOB = ("+experiment=default", "+experiment/arith=ssd_n4")
+# Options of conf/model/ whose weights are random (test fixtures, `make tiny`): said in one line when chosen.
+RANDOM_MODELS = ("tiny_llada", "tiny_dream")
 # `group=a,b` with an optional `+`/`++` prefix; sweep functions and interpolations are left to Hydra.
 CHOICE = re.compile(r"^\+{0,2}(?P<group>" + "|".join(GROUPS) + r")=(?P<value>[^()\[\]{}$]*)$")
 
@@ -58,6 +60,23 @@ def check_choices(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
                 raise SSDError(
                     f"unknown {group} '{name}' (no conf/{group}/{name}.yaml): {did_you_mean(name, known)}"
                 )
+
+
+def random_model_note(argv: Sequence[str]) -> str | None:
+    """One line when the command line chooses a random-weight model, so no one reads its answers as a
+    model's (the base config is the trained embedded model)."""
+    chosen = []
+    for arg in argv:
+        match = CHOICE.match(arg)
+        if match and match["group"] == "model":
+            chosen += [v.strip().strip("'\"") for v in match["value"].split(",")]
+    random = [name for name in chosen if name in RANDOM_MODELS]
+    if not random:
+        return None
+    return (
+        f"note: model={','.join(random)} has random weights (a test fixture: its answers are noise, its "
+        f"accuracy means nothing); the trained embedded model is the default (model=arith_llada)"
+    )
 
 
 def resolve(cfg: DictConfig) -> dict[str, Any]:
@@ -348,17 +367,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        print(
-            f"no arguments: the embedded default, SSD (N=4) on arith, one job of `make sweep` (= python -m "
-            f"ssd.run {' '.join(FIRST_JOB)}); name model=, decoder=, benchmark= for anything else",
-            flush=True,
-        )
-        argv = list(FIRST_JOB)
     try:
         check_choices(argv)
     except SSDError as e:
         fail(e)
+    note = random_model_note(argv)
+    if note:
+        print(note, flush=True)
     register()
     sys.argv = [sys.argv[0], *argv]
     # The task by its importable name: under `python -m ssd.run` this file is __main__, and submitit must
