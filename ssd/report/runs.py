@@ -185,7 +185,7 @@ def decoder_label(decoder: dict[str, Any]) -> tuple[str, str]:
     """(label, knob) of a decoder config: `ssd N=4`, `fast_dllm τ=0.9`, `fast_dllm f=1`, `psd τ=0.9 N=4`."""
     name = str(decoder.get("name"))
     knobs = []
-    if name in ("fast_dllm", "psd"):
+    if name in ("fast_dllm", "psd") or decoder.get("policy") == "fast_dllm":
         if decoder.get("rule", "threshold") == "factor":
             knobs.append(f"f={_fmt_knob(decoder.get('factor', 1.0))}")
         else:
@@ -238,7 +238,8 @@ def benchmark_label(benchmark: dict[str, Any]) -> str:
 def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     model, decoder, benchmark = config["model"], config["decoder"], config["benchmark"]
     label, knob = decoder_label(decoder)
-    rule = decoder.get("rule") if decoder.get("name") in ("fast_dllm", "psd") else None
+    parallel = decoder.get("name") in ("fast_dllm", "psd") or decoder.get("policy") == "fast_dllm"
+    rule = decoder.get("rule") if parallel else None
     checked = bool(summary.get("lossless_checked"))
     bench_key = {k: v for k, v in benchmark.items() if k != "data_dir"}
     return {
@@ -257,6 +258,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "decoder": str(decoder.get("name")),
         "decoder_label": label,
         "knob": knob,
+        "policy": decoder.get("policy"),  # what SSD speculates over (absent: stepwise)
         "rule": rule,
         "threshold": _number(decoder.get("threshold")) if rule == "threshold" else None,
         "factor": _number(decoder.get("factor")) if rule == "factor" else None,
