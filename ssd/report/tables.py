@@ -1,9 +1,10 @@
 """Tables of finished runs (`make tables`, `python -m ssd.report.tables [--runs DIR ...] [--out DIR]`).
 
 Built from run folders only (ssd/report/runs.py), written as Markdown, LaTeX and CSV under
-`results/tables/runs.{md,tex,csv}`. The same run folders always give the same bytes: rows are in a fixed
-order, numbers are formatted from the summaries alone, and nothing about the time or place of the
-rendering enters the files.
+`results/tables/runs.{md,tex,csv}`; the Markdown and LaTeX end with each decoder family's AUP per setting
+(ssd/report/aup.py), also written as `aup.csv`. The same run folders always give the same bytes: rows are
+in a fixed order, numbers are formatted from the summaries alone, and nothing about the time or place of
+the rendering enters the files.
 
 Δaccuracy and speedup compare a run with its *baseline*: the stepwise run (target_greedy for DiffuSpec,
 whose reference is the autoregressive target) with the same `PAIRING_KEY`: the same sweep, device, model,
@@ -133,6 +134,9 @@ CSV_COLUMNS = (
     "threads",
     "projected_speedup",
     "projection",
+    "family",
+    "family_aup",
+    "aup_kept",
     "mean_accepted",
     "peak_memory_bytes",
     "peak_memory_kind",
@@ -143,9 +147,6 @@ CSV_COLUMNS = (
     "model_path",
     "config_hash",
     "sandbox",
-    "family",
-    "family_aup",
-    "aup_kept",
 )
 
 LEGEND = (
