@@ -103,39 +103,47 @@ def test_runs_group_into_families_per_setting(tmp_path: Path) -> None:
         ("none", "speculative Fast-dLLM"),
         ("dual", "SSD"),
     }
+    # every family starts at the setting's stepwise run, (1.0, 100): y₁ = 100, so a point below 95 is cut
     fast = got["none", "Fast-dLLM"]
-    assert (fast["runs"], fast["points"], fast["kept"], fast["y1"], fast["y_max"]) == (3, 3, 1, 95.0, 100.0)
-    assert fast["aup"] == pytest.approx(3.0 * 95.0)  # τ 0.7 and 0.5 fall more than 5 points: cut
-    ssd = got["none", "SSD"]  # 1.5·100 + ½·0.5·(100 + 100) = 150 + 50
-    assert (ssd["runs"], ssd["tpf_lo"], ssd["tpf_hi"], ssd["aup"]) == (2, 1.5, 2.0, pytest.approx(200.0))
-    assert got["none", "speculative Fast-dLLM"]["aup"] == pytest.approx(4.5 * 95.0)
-    assert got["dual", "SSD"]["y_max"] == 50.0  # its own setting's best, not the other setting's
+    assert (fast["runs"], fast["anchor"], fast["points"], fast["kept"]) == (3, "stepwise", 4, 2)
+    assert (fast["y1"], fast["y_max"], fast["tpf_lo"], fast["tpf_hi"]) == (100.0, 100.0, 1.0, 3.0)
+    # τ 0.7 (85) and 0.5 (70) cut; 100 + ½·2·(95·W(95) + 100), W(95) = exp(−0.15) = 0.860708: 281.7673
+    assert fast["aup"] == pytest.approx(281.7673, abs=1e-4)
+    ssd = got["none", "SSD"]  # 1·100 + ½·0.5·(100 + 100) + ½·0.5·(100 + 100) = 100 + 50 + 50
+    assert (ssd["runs"], ssd["points"], ssd["aup"]) == (2, 3, pytest.approx(200.0))
+    spec = got["none", "speculative Fast-dLLM"]  # 100 + ½·3.5·(95·0.860708 + 100) = 418.0927
+    assert spec["aup"] == pytest.approx(418.0927, abs=1e-4)
+    step = got["none", "stepwise"]
+    assert (step["anchor"], step["points"], step["aup"]) == ("itself", 1, pytest.approx(100.0))
+    dual = got["dual", "SSD"]  # no stepwise run in that setting: its own point alone, 2·50
+    assert (dual["anchor"], dual["y_max"], dual["aup"]) == ("none", 50.0, pytest.approx(100.0))
     rows = with_families(frame)
     fast_rows = rows[rows["family"] == "Fast-dLLM"]
     assert sorted(fast_rows["aup_kept"]) == [False, False, True]
-    assert list(fast_rows["family_aup"]) == [pytest.approx(285.0)] * 3
+    assert list(fast_rows["family_aup"]) == [pytest.approx(281.7673, abs=1e-4)] * 3
     spec_row = rows[rows["family"] == "speculative Fast-dLLM"].iloc[0]
     assert (spec_row["policy"], spec_row["rule"], spec_row["threshold"]) == ("fast_dllm", "threshold", 0.9)
     assert "τ=0.9" in spec_row["decoder_label"]
 
 
 def test_tables_carry_each_familys_aup(tmp_path: Path) -> None:
-    write_run(tmp_path / "runs", "stepwise", accuracy=1.0, tpf=1.0, limit=4)
-    write_run(tmp_path / "runs", "fast_dllm", accuracy=0.75, tpf=3.0, limit=4)
+    write_run(tmp_path / "runs", "stepwise", accuracy=1.0, tpf=1.0, limit=20)
+    write_run(tmp_path / "runs", "fast_dllm", accuracy=0.95, tpf=3.0, limit=20)
     files = render(load_runs(tmp_path / "runs"))
     md = files["runs.md"]
     section = md[md.index("## AUP by decoder family") :]
     fast = next(line for line in section.splitlines() if "| Fast-dLLM" in line)
-    assert re.search(r"\| +225\.0 \|$", fast)  # 3 · 75, a single point
+    assert re.search(r"\| +281\.8 \|$", fast)  # from stepwise's (1, 100): 100 + ½·2·(95·W(95) + 100)
     assert "% AUP by decoder family" in files["runs.tex"] and "Fast-dLLM" in files["runs.tex"]
     header = files["runs.csv"].splitlines()[0].split(",")
     at = header.index("family")
     assert header[at - 2 : at + 3] == ["projected_speedup", "projection", "family", "family_aup", "aup_kept"]
     aup_csv = files["aup.csv"].splitlines()
-    assert aup_csv[0].endswith("family,runs,points,kept,tpf_lo,tpf_hi,y1,y_max,aup")
-    assert any(
-        line.startswith("tiny-llada,") and ",Fast-dLLM,1,1,1,3.0,3.0,75.0,100.0,225.0" in line
-        for line in aup_csv
+    assert aup_csv[0].endswith("family,runs,anchor,points,kept,tpf_lo,tpf_hi,y1,y_max,aup")
+    fast_csv = next(line for line in aup_csv if ",Fast-dLLM," in line)
+    assert (
+        fast_csv.startswith("tiny-llada,")
+        and ",Fast-dLLM,1,stepwise,2,2,1.0,3.0,100.0,100.0,281.76" in fast_csv
     )
 
 
@@ -192,7 +200,12 @@ def test_paper_renders_the_leaderboard_with_our_matching_runs(tmp_path: Path) ->
     ours = [line for line in gsm.splitlines() if line.startswith("| ours")]
     assert len(ours) == 2 and all("gsm8k_cot 8-shot, none cache, block 32, gen 256" in line for line in ours)
     fast = next(line for line in ours if "ours: Fast-dLLM" in line)
-    assert "(3.00, 75.00)" in fast and re.search(r"\| +225\.0 \|$", fast)
+    # from stepwise's (1, 75): 75 + ½·2·(75 + 75) = 225
+    assert (
+        "; from stepwise" in fast
+        and "(1.00, 75.00) (3.00, 75.00)" in fast
+        and re.search(r"\| +225\.0 \|$", fast)
+    )
     d3 = next(cells(line) for line in gsm.splitlines() if line.startswith("| d3LLM-LLaDA"))
     assert d3[-1] != "637.7"  # y_max moved to ours: the published weights change
     math = llada_part[llada_part.index("### MATH") : llada_part.index("### MBPP")]

@@ -60,7 +60,9 @@ def test_the_projected_speedup_plot_is_labelled_a_projection_and_names_its_devic
     frame["total_generated_tokens"] = 96.0
     fig = figure(frame, "projected_speedup", CostTable.load(tmp_path / "x1.json"))
     title = fig._suptitle.get_text()
-    assert "PROJECTED speedup on X1" in title and "not a measurement" in title and "x1.json" in title
+    subtitle = " ".join(t.get_text() for t in fig.texts)
+    assert title == "Accuracy vs PROJECTED speedup on X1" and "a projection, not a measurement" in subtitle
+    assert "results/forward_cost/x1.json" in subtitle
     ax = fig.axes[0]
     assert ax.get_xlabel() == "projected speedup over stepwise on X1 (a projection)"
     points = {tuple(map(float, xy)) for c in ax.collections for xy in c.get_offsets()}

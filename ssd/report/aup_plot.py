@@ -2,7 +2,8 @@
 
 `make plots` writes it as `results/plots/aup_tpf.png` beside the Pareto plots (ssd/report/plots.py saves
 it, metadata-free, so the same run folders give the same bytes). One panel per setting (ssd/report/aup.py,
-`SETTING`), one line per family through the points AUP integrates, the family's AUP in the panel's legend;
+`SETTING`), one line per family through the points AUP integrates, from its anchor (the setting's
+stepwise run, or the AR target for DiffuSpec: ssd/report/aup.py), the family's AUP in the panel's legend;
 a point cut by the 5-point rule is drawn hollow and off the line; the dotted line is the setting's y_max.
 The x axis starts at 0, where AUP's area starts (its ρ₁·y₁ term).
 """
@@ -53,37 +54,33 @@ def _title(first: dict[str, Any], several_sweeps: bool) -> str:
     return f"{first['model']} · {first['benchmark']} · {frame}{where}"
 
 
-def _panel(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> None:
+def _panel(ax: Any, table: pd.DataFrame, names: list[str]) -> None:
     y_max = max((y for y in table["y_max"] if not missing(y)), default=None)
     top, low, any_cut = 0.0, 100.0, False
     for r in table.to_dict("records"):
-        mine = runs[[aup.family(run) == r["family"] for run in runs.to_dict("records")]]
-        points = [
-            (float(t), 100.0 * float(a))
-            for t, a in zip(mine["tokens_per_forward"], mine["accuracy"], strict=True)
-            if not (missing(t) or missing(a))
-        ]
+        points, own = list(r["curve"]), list(r["own"])  # all, the anchor's first; the family's own
         if not points:
             continue
         color, marker = family_style(r["family"], names)
         curve = aup.kept(points)
-        cut = sorted(set(points) - set(curve))
-        xs, ys = [p[0] for p in curve], [p[1] for p in curve]
         size = 12 if marker == "*" else 7
-        label = f"{r['family']}: AUP {r['aup']:.1f}"
-        ax.plot(xs, ys, color=color, marker=marker, markersize=size, lw=1.5, label=label, zorder=3)
-        if cut:
-            any_cut = True
+        ax.plot([p[0] for p in curve], [p[1] for p in curve], color=color, lw=1.5, zorder=2)
+        for hollow in (False, True):
+            mine = [p for p in own if (p not in curve) == hollow]
+            any_cut |= hollow and bool(mine)
+            style = {"markerfacecolor": "none"} if hollow else {}
             ax.plot(
-                [p[0] for p in cut],
-                [p[1] for p in cut],
+                [p[0] for p in mine],
+                [p[1] for p in mine],
                 ls="",
                 marker=marker,
                 markersize=size,
-                markerfacecolor="none",
                 color=color,
                 zorder=3,
+                **style,
             )
+        label = f"{r['family']}: AUP {r['aup']:.1f}"
+        ax.plot([], [], color=color, marker=marker, markersize=size, lw=1.5, label=label)
         top = max(top, *(p[0] for p in points))
         low = min(low, *(p[1] for p in points))
     if y_max is not None:
@@ -112,7 +109,6 @@ def figure(frame: pd.DataFrame) -> Figure:
     several = len({(s, d) for s, d in zip(frame["sweep"], frame["device"], strict=True)}) > 1
     ncols = min(2, len(settings))
     nrows = math.ceil(len(settings) / ncols)
-    keys = [aup.setting_key(r) for r in frame.to_dict("records")]
     with matplotlib.style.context("default"):
         fig = Figure(figsize=(6.4 * ncols, 4.6 * nrows + 0.6), dpi=DPI)
         FigureCanvasAgg(fig)
@@ -126,8 +122,7 @@ def figure(frame: pd.DataFrame) -> Figure:
             ax.set_visible(False)
         for ax, setting in zip(axes.flat, settings, strict=False):
             rows = table[[s == setting for s in table["setting"]]]
-            runs = frame[[k == setting for k in keys]]
             ax.set_title(_title(rows.iloc[0].to_dict(), several), fontsize=9)
-            _panel(ax, runs, rows, names)
+            _panel(ax, rows, names)
         fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig

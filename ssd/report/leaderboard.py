@@ -11,7 +11,8 @@ checkpoints never match), its test set is one of the task's `benchmarks` (GSM8K-
 zero-shot variant; MATH: the full split or MATH-500; MBPP and HumanEval: mbpp, humaneval) and it is greedy.
 Which of our benchmarks stands for a task is our reading: d3LLM's points do not carry prompts, shots or
 generation lengths, so each of our rows names its benchmark and setting. Our runs form one row per
-decoder family and setting (aup.SETTING). Long-GSM8K has no benchmark here.
+decoder family and setting (aup.SETTING), its points starting at the setting's stepwise run ("from
+stepwise"), as each published method starts at its TPF-1 run. Long-GSM8K has no benchmark here.
 
 y_max. A task's y_max is the best accuracy of any method in its table, ours included: the published
 AUPs are then d3LLM's own unless one of our runs is more accurate than every published method, which the
@@ -71,20 +72,10 @@ def render_task(task: LeaderboardTask, frame: pd.DataFrame) -> str:
         )
     table = aup.families(ours, y_max={aup.setting_key(r): y_max for r in ours.to_dict("records")})
     for r in table.to_dict("records"):
-        mine = ours[
-            [
-                aup.setting_key(x) == r["setting"] and aup.family(x) == r["family"]
-                for x in ours.to_dict("records")
-            ]
-        ]
-        points = [
-            (float(t), 100.0 * float(a))
-            for t, a in zip(mine["tokens_per_forward"], mine["accuracy"], strict=True)
-            if not (pd.isna(t) or pd.isna(a))
-        ]
         score = "n/a" if r["aup"] is None or pd.isna(r["aup"]) else f"{r['aup']:.1f}"
+        setting = _setting(r) + ("" if r["anchor"] in ("none", "itself") else f"; from {r['anchor']}")
         rows.append(
-            [f"ours: {r['family']}", _setting(r), points_text(points), f"{r['kept']}/{r['points']}", score]
+            [f"ours: {r['family']}", setting, points_text(r["curve"]), f"{r['kept']}/{r['points']}", score]
         )
     if table.empty:
         why = (

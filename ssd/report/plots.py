@@ -232,15 +232,17 @@ def figure(frame: pd.DataFrame, kind: str, cost: CostTable | None = None) -> Fig
     recorded H100 table): a panel per model × benchmark."""
     x, xlabel, log = AXES[kind]
     title = "Accuracy vs throughput" if kind == "throughput" else "Accuracy vs tokens per forward"
+    subtitle = ""
     if kind == "projected_speedup":
         cost = cost if cost is not None else projection.default_table()
         if cost is None:
             raise SSDError("no forward-cost table to project speedups with: pass one (results/forward_cost/)")
         frame = projection.with_projection(with_baselines(frame), cost)
         xlabel = xlabel.format(device=cost.device)
-        title = (
-            f"Accuracy vs PROJECTED speedup on {cost.device} (not a measurement: each recorded forward "
-            f"priced with results/forward_cost/{cost.name}.json)"
+        title = f"Accuracy vs PROJECTED speedup on {cost.device}"
+        subtitle = (
+            f"a projection, not a measurement: each recorded forward priced with "
+            f"results/forward_cost/{cost.name}.json"
         )
     usable = [
         not (missing(a) or missing(v) or v <= 0) for a, v in zip(frame["accuracy"], frame[x], strict=True)
@@ -258,7 +260,10 @@ def figure(frame: pd.DataFrame, kind: str, cost: CostTable | None = None) -> Fig
         fig = Figure(figsize=(6.4 * ncols, 4.6 * nrows + 0.9), dpi=DPI)
         renderer = FigureCanvasAgg(fig).get_renderer()
         axes = fig.subplots(nrows, ncols, squeeze=False)
-        fig.suptitle(title, fontsize=13 if len(title) < 60 else 10, fontweight="bold")
+        fig.suptitle(title, fontsize=13, fontweight="bold")
+        below = 0.3 / fig.get_figheight() if subtitle else 0.0  # a projection says so under its title
+        if subtitle:
+            fig.text(0.5, 0.975 - 0.35 / fig.get_figheight(), subtitle, ha="center", va="top", fontsize=7.5)
         handles = [
             Line2D(
                 [],
@@ -289,7 +294,7 @@ def figure(frame: pd.DataFrame, kind: str, cost: CostTable | None = None) -> Fig
             ax.set_title(f"{model} · {benchmark}", fontsize=10)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy (%)")
-        fig.tight_layout(rect=(0, bottom, 1, 0.97))
+        fig.tight_layout(rect=(0, bottom, 1, 0.97 - below))
         for ax, (model, benchmark) in zip(axes.flat, groups, strict=False):
             panel = frame[(frame["model"] == model) & (frame["benchmark"] == benchmark)]
             _panel(ax, renderer, panel.reset_index(drop=True), x, log, decoders)

@@ -257,7 +257,7 @@ def render(runs: Runs, cost: CostTable | None = None, scope: str = "") -> dict[s
         headers, right, rows
     )
     tex += "\n% AUP by decoder family (ssd/report/aup.py)\n" + latex(aup.HEADERS, aup.RIGHT, aup_rows)
-    aup_csv = families.drop(columns=["setting"]).to_csv(index=False, lineterminator="\n")
+    aup_csv = families.drop(columns=["setting", "curve", "own"]).to_csv(index=False, lineterminator="\n")
     return {"runs.md": md, "runs.tex": tex, "runs.csv": csv_text(frame), "aup.csv": aup_csv}
 
 
