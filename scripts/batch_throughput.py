@@ -164,7 +164,7 @@ def report(data: dict[str, Any], cost: CostTable) -> str:
         markdown(headers, right, body),
         (
             f"{contended} of {len(data['rows'])} jobs flagged themselves contended (†): read the ratios "
-            "(× B=1, best on CPU time), not the absolute speeds, which a busy machine lowers.\n"
+            "(× B=1), not the absolute speeds, which a busy machine lowers.\n"
             if contended
             else ""
         ),
@@ -172,8 +172,8 @@ def report(data: dict[str, Any], cost: CostTable) -> str:
         "equal the same arm's at B = 1. tokens/s: generated tokens over decoding wall time, on this CPU "
         "(†: the job flagged itself contended: its speed is not to be trusted); × B=1: over the same arm's. "
         "tokens/CPU-s: the same tokens over the process's CPU seconds while decoding: for a one-thread job "
-        "it leaves out the time spent waiting for a core, so it holds on a busy machine where tokens/s does "
-        "not (what the runner's paired speedups use; ssd/results/timing.py). "
+        "it leaves out the time spent waiting for a core (what the runner's paired speedups use; "
+        "ssd/results/timing.py), not the slowdown of sharing one, so a busy machine lowers it too, less. "
         "TPF: generated tokens per forward of one sequence (each sequence's own accounting; batching changes "
         "it only under the adaptive tree, whose shapes follow the statistics of the samples before). "
         "tokens / batched forward: all the batch's generated tokens over the forward calls it made; rows / "
