@@ -201,12 +201,15 @@ def test_a_benchmark_without_a_frame_keeps_each_decoders_defaults() -> None:
     assert frame_of(cfg) == (512, 32, "none")
 
 
-def test_choosing_a_random_model_says_so_in_one_line() -> None:
-    from ssd.run import random_model_note
+def test_choosing_a_random_model_says_so_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    from ssd.run import say_if_random
 
-    note = random_model_note(["model=tiny_llada", "limit=3"])
-    assert note is not None and "\n" not in note
-    assert note.startswith("note: model=tiny_llada has random weights") and "model=arith_llada" in note
-    assert "tiny_dream" in random_model_note(["-m", "model=llada,tiny_dream"])
+    say_if_random(["model=tiny_llada", "limit=3"])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("note: model=tiny_llada has random weights")
+    assert "model=arith_llada" in out
+    say_if_random(["-m", "model=llada,tiny_dream"])
+    assert capsys.readouterr().out.startswith("note: model=tiny_dream has random weights")
     for argv in ([], ["model=arith_llada"], ["model=llada", "benchmark=gsm8k"], ["model.path=x"]):
-        assert random_model_note(argv) is None
+        say_if_random(argv)
+        assert capsys.readouterr().out == ""

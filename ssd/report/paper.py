@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.report.leaderboard import render_leaderboard
 from ssd.report.published import SSD_HEADLINES, TABLES, PublishedTable, Setting
 from ssd.report.runs import DEFAULT_RUNS, Runs, load_runs, missing, with_baselines
@@ -182,7 +182,6 @@ def write_paper(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.tables import parser
-    from ssd.run import fail
 
     args = parser("Published tables beside ours, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:

@@ -34,7 +34,7 @@ from matplotlib.ticker import LogFormatter
 from matplotlib.transforms import Bbox
 
 from ssd.cost import CostTable
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.report import aup_plot, projection
 from ssd.report.runs import DECODER_ORDER, DEFAULT_RUNS, Runs, load_runs, missing, with_baselines
 from ssd.report.tables import write_files
@@ -337,7 +337,6 @@ def write_plots(runs: Runs, out_dir: str | Path = DEFAULT_OUT, cost: CostTable |
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.select import choose
     from ssd.report.tables import parser
-    from ssd.run import fail
 
     args = parser("Pareto plots of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:

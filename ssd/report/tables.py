@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ssd.cost import CostTable
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.report import aup, projection
 from ssd.report.runs import DEFAULT_RUNS, REFERENCES, Runs, load_runs, missing, with_baselines
 
@@ -64,6 +64,12 @@ def _dagger(r: dict[str, Any]) -> str:
     return "†" if r.get("contended") is True else ""
 
 
+def _accuracy(r: dict[str, Any]) -> str:
+    """In percent; ‡ on a pass@1 graded uncontained (sandbox none): the graded code could have forged it."""
+    uncontained = "none" in str(r.get("sandbox") or "").split("+")
+    return fmt(None if missing(r["accuracy"]) else 100 * r["accuracy"], ".1f") + "‡" * uncontained
+
+
 def _paired(r: dict[str, Any]) -> str:
     if missing(r.get("paired_speedup")):
         return NA
@@ -86,7 +92,7 @@ DISPLAY: tuple[tuple[str, bool, Any], ...] = (
     ("gen", True, lambda r: str(r["gen_length"])),
     ("cache", False, lambda r: r["cache"]),
     ("n", True, lambda r: _int(r["n_samples"])),
-    ("accuracy %", True, lambda r: fmt(None if missing(r["accuracy"]) else 100 * r["accuracy"], ".1f")),
+    ("accuracy %", True, _accuracy),
     ("Δacc", True, lambda r: fmt(r["delta_accuracy"], "+.1f")),
     ("identical %", True, _identical),
     ("NFE", True, lambda r: fmt(r["mean_nfe"], ".1f")),
@@ -165,7 +171,8 @@ LEGEND = (
 
 SANDBOX_NOTE = (
     "[bwrap], [ns], [none]: the isolation a code benchmark's programs ran under (README, \"Running generated "
-    'code"); none means uncontained.'
+    'code"); none means uncontained. ‡: a pass@1 graded uncontained: the graded code could have read the '
+    "answers or forged its verdict, so it is not to be trusted."
 )
 
 
@@ -304,7 +311,6 @@ def parser(description: str, default_out: Path) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.select import choose
-    from ssd.run import fail
 
     p = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT)
     p.add_argument("--cost", type=Path, help="forward-cost JSON of the projected speedups (default: H100)")
