@@ -48,7 +48,8 @@ def test_plots_regenerate_byte_identically(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_the_projected_speedup_plot_is_labelled_a_projection_and_names_its_device(tmp_path: Path) -> None:
-    cost = {"device": "X1", "model_shape": "m", "refresh_ms": 30.0, "rows_ms": {"1": 10.0, "5": 12.0}}
+    cost = {"device": "X1", "model_shape": "m", "block_length": 8, "refresh_ms": 30.0}
+    cost["rows_ms"] = {"1": 10.0, "5": 12.0}
     (tmp_path / "x1.json").write_text(json.dumps(cost))
     for decoder, identical in (("stepwise", None), ("ssd", 1.0)):
         write_run(
