@@ -1,6 +1,7 @@
 """The runner: `python -m ssd.run model=… decoder=… benchmark=… [limit=…]` (add `-m` to sweep).
 
 One job = one (model, decoder, benchmark, settings) combination = one run folder (ssd/results/runfolder.py).
+What is not named comes from the base config (conf/config.yaml): the embedded model on its task.
 Jobs are idempotent: a finished job is skipped, an interrupted one resumes after its last recorded
 sample, so a sweep can simply be launched again (Hydra has no sweep resume of its own), and a Slurm job
 that is requeued (`hydra/launcher=submitit_slurm`, conf/hydra/launcher/) continues where it stopped.
@@ -37,8 +38,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # here at import, so that it holds in a submitit job too (which imports this module to unpickle the task).
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 GROUPS = ("model", "decoder", "benchmark", "experiment")
-# What `python -m ssd.run` runs without arguments: a job of the default sweep, offline, in seconds on a CPU.
-FIRST_JOB = ("+experiment=default", "+experiment/arith=ssd_n4")
+RANDOM_MODELS = ("tiny_llada", "tiny_dream")  # conf/model/ options with random weights (`make tiny`)
 # `group=a,b` with an optional `+`/`++` prefix; sweep functions and interpolations are left to Hydra.
 CHOICE = re.compile(r"^\+{0,2}(?P<group>" + "|".join(GROUPS) + r")=(?P<value>[^()\[\]{}$]*)$")
 
@@ -61,6 +61,16 @@ def check_choices(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
                 raise SSDError(
                     f"unknown {group} '{name}' (no conf/{group}/{name}.yaml): {did_you_mean(name, known)}"
                 )
+
+
+def say_if_random(argv: Sequence[str]) -> None:
+    """One line when the command line chooses a random-weight model: its answers are no model's."""
+    names = [v.strip() for m in map(CHOICE.match, argv) if m and m[1] == "model" for v in m[2].split(",")]
+    if random := [name for name in names if name in RANDOM_MODELS]:
+        note = "has random weights (a test fixture: its answers are noise, its accuracy means nothing)"
+        print(
+            f"note: model={','.join(random)} {note}; the default is the trained model=arith_llada", flush=True
+        )
 
 
 def resolve(cfg: DictConfig) -> dict[str, Any]:
@@ -364,17 +374,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        print(
-            f"no arguments: the embedded default, SSD (N=4) on arith, one job of `make sweep` (= python -m "
-            f"ssd.run {' '.join(FIRST_JOB)}); name model=, decoder=, benchmark= for anything else",
-            flush=True,
-        )
-        argv = list(FIRST_JOB)
     try:
         check_choices(argv)
     except SSDError as e:
         fail(e)
+    say_if_random(argv)
     register()
     sys.argv = [sys.argv[0], *argv]
     # The task by its importable name: under `python -m ssd.run` this file is __main__, and submitit must

@@ -232,32 +232,26 @@ def test_a_speedup_over_a_contended_baseline_is_marked_too(tmp_path: Path) -> No
     assert "3.00×†" in ssd_line  # ... its baseline's is not
 
 
-def test_no_arguments_runs_a_job_of_the_default_sweep() -> None:
-    from ssd.run import FIRST_JOB, check_choices
-
-    check_choices(FIRST_JOB)
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(FIRST_JOB))
-    assert cfg.model.path.endswith("assets/arith-llada") and cfg.model.name == "llada"
-    assert (cfg.benchmark.name, cfg.decoder.name) == ("arith", "ssd")
-    assert cfg.sweep == "default" and cfg.timing.paired and cfg.limit is None
-
-
 @pytest.mark.slow
-def test_no_arguments_end_to_end(tmp_path: Path) -> None:
-    """`python -m ssd.run` in an empty folder: offline, the embedded model, seconds."""
-    import os
+def test_a_first_job_runs_on_the_embedded_model_in_seconds(tmp_path: Path) -> None:
+    """`python -m ssd.run decoder=fast_dllm limit=10` in an empty folder: offline, on the base config (the
+    embedded model), its stepwise reference run first."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "ssd.run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ssd.run", "decoder=fast_dllm", "limit=10"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.startswith("no arguments: the embedded default") and "reference: stepwise" in out
-    assert "accuracy 98.0%" in out.splitlines()[-1] and "paired speedup" in out.splitlines()[-1]
-    assert len(list((tmp_path / "results" / "runs").glob("llada-arith-*/summary.json"))) == 2
+    assert "reference: stepwise" in out and "summary:" in out.splitlines()[-1]
+    summaries = sorted((tmp_path / "results" / "runs").glob("llada-arith-*/summary.json"))
+    assert [p.parent.name.split("-")[2] for p in summaries] == ["fast_dllm", "stepwise"]
+    assert all(json.loads(p.read_text())["n_samples"] == 10 for p in summaries)

@@ -120,6 +120,7 @@ def test_the_tables_flag_an_uncontained_pass_at_1(tmp_path):
         summary = json.loads((folder / "summary.json").read_text())
         (folder / "summary.json").write_text(json.dumps({**summary, "sandbox": sandbox}))
     table = render(load_runs(tmp_path))["runs.md"]
-    rows = [line for line in table.splitlines() if "humaneval" in line]
+    runs_table = table.split("## AUP by decoder family")[0]  # the AUP table below names the benchmark too
+    rows = [line for line in runs_table.splitlines() if "humaneval" in line]
     assert len(rows) == 2 and ["‡" in row for row in rows] == ["[none]" in row for row in rows]
     assert "‡: a pass@1 graded uncontained" in table

@@ -167,6 +167,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "decoder": str(decoder.get("name")),
         "decoder_label": label,
         "knob": knob,
+        "policy": decoder.get("policy"),  # what SSD speculates over (absent: stepwise)
         "rule": rule,
         "threshold": _number(decoder.get("threshold")) if rule == "threshold" else None,
         "factor": _number(decoder.get("factor")) if rule == "factor" else None,
