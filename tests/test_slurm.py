@@ -95,7 +95,17 @@ def free_port_base(count: int = 4) -> int:
 
 
 def slurm(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=True)
+    """A client command's output. On a loaded machine slurmctld can take a minute to answer one RPC (CI
+    saw scancel take over 60 s), so the wait is long, and a command that still gets no answer fails with
+    the controller's own account of that time."""
+    try:
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240, check=True)
+    except subprocess.TimeoutExpired:
+        log = Path(env["SLURM_LOCAL_DIR"]) / "log" / "slurmctld.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+        raise AssertionError(f"{' '.join(args)}: no answer in 240 s; slurmctld.log ends:\n{tail}") from None
+    except subprocess.CalledProcessError as e:
+        raise AssertionError(f"{' '.join(args)}: exit {e.returncode}: {e.stderr.strip()}") from None
     return done.stdout
 
 
@@ -151,20 +161,32 @@ def test_slurm_sweep_with_a_preempted_job_matches_the_basic_launcher(
     log = (tmp_path / "sweep.log").open("wb")
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     preempted: tuple[Path, str] | None = None
+    missed: dict[str, str] = {}  # job -> why scancel could not signal it
     try:
         # Preempt the first job seen part-written, as Slurm would: submitit catches the signal, requeues
         # the job, and exits.
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while preempted is None and time.monotonic() < deadline and proc.poll() is None:
             for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
                 if lines(folder / "samples.jsonl") >= 1 and not (folder / "summary.json").exists():
                     job = job_of(sweep, folder)
-                    if job:
-                        slurm(env, "scancel", "--signal=USR2", job)
+                    if job and job not in missed:
+                        # A job can finish between the look and the signal: then scancel says so, and
+                        # another job is preempted.
+                        cancel = subprocess.run(
+                            ("scancel", "--signal=USR2", job),
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=240,
+                        )
+                        if cancel.returncode:
+                            missed[job] = cancel.stderr.strip()
+                            continue
                         preempted = (folder, job)
                         break
             time.sleep(0.01)
-        assert preempted is not None, "no job was seen part-written"
+        assert preempted is not None, f"no job was seen part-written (missed: {missed})"
         folder, job = preempted
         # Slurm holds a requeued job back for two minutes; let it start again at once.
         while time.monotonic() < deadline and proc.poll() is None:

@@ -86,7 +86,7 @@ class TransitionTree:
             stop = 1.0 - self._go_on(d, p[free[n]][0]) if n < len(free) else 1.0
             prefix = tuple((r, 0) for r in free[:n])
             out.append((go * stop * tokens, prefix))
-            for i, r in enumerate(free[:n]):  # the prefix with one position's runner-up tokens
+            for i, r in enumerate(free[: n if n <= J + 2 else 0]):  # one position's runner-up tokens
                 argmax = self._token(d, p[r], 0)
                 for k in range(1, len(p[r])):
                     variant = (*prefix[:i], (r, k), *prefix[i + 1 :])
@@ -101,19 +101,19 @@ class TransitionTree:
         logits: torch.Tensor,
         order: torch.Tensor,
         m: int,
-        width: int,
+        root: tuple[int, ...],
         fill: int = 0,
         whole: bool = False,
     ) -> tuple[Layout, list[list[float]]]:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], rooted at the
-        policy's step over the first `width` of its m masked positions in confidence order."""
+        policy's step over the ranks `root` of its m masked positions in confidence order."""
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
-        root = tuple((r, 0) for r in range(width))
         nodes: list[Node] = []
         q_added: list[float] = []
         # (-q, tie, parent, commits, steps below the root, ranks used on the path)
-        heap: list[tuple[float, int, int, tuple, int, frozenset]] = [(-1.0, 0, -1, root, 0, frozenset())]
+        start = tuple((r, 0) for r in root)
+        heap: list[tuple[float, int, int, tuple, int, frozenset]] = [(-1.0, 0, -1, start, 0, frozenset())]
         pushed, rows, fills, cuts = 1, 0, 0, []
         while heap and rows < self.rows and len(nodes) < 8 * self.rows:
             negq, _, parent, commits, d, used = heapq.heappop(heap)

@@ -98,15 +98,22 @@ class PolicyDecoder(BlockDecoder):
         """In the bit-exact mode: the rows of the decoder this run is the reference of."""
         return getattr(self.cfg, "pad_rows", 1)
 
-    def step(self, fwd: BlockForward, confidence: torch.Tensor, at_refresh: bool) -> torch.Tensor:
-        """[R, L] bool: the policy's step at states whose block confidences are [R, L]. Right after a
-        refresh whose block start only the refresh can predict (Dream with a cache), the block start
-        alone, as Fast-dLLM's Dream code commits it (BlockForward.first_position_from_refresh)."""
+    def step(
+        self, fwd: BlockForward, tokens: torch.Tensor, confidence: torch.Tensor, at_refresh: bool
+    ) -> torch.Tensor:
+        """[R, L] bool: the policy's step at states whose block candidates and confidences are [R, L].
+
+        Right after a refresh whose block start only the refresh can predict (Dream with a cache), the
+        block start alone, as Fast-dLLM's Dream code commits it (BlockForward.first_position_from_refresh).
+        A set policy commits only positions whose candidate is a real token: Fast-dLLM's released code
+        writes a mask-token candidate back over the mask, a no-op, and goes on until the block has none.
+        Stepwise's step counts even then (the released code's fixed schedule of one token per step)."""
         if at_refresh and fwd.first_position_from_refresh:
-            first = torch.zeros_like(confidence, dtype=torch.bool)
-            first[:, 0] = True
-            return first
-        return self.policy.select(confidence)
+            commit = torch.zeros_like(confidence, dtype=torch.bool)
+            commit[:, 0] = True
+        else:
+            commit = self.policy.select(confidence)
+        return commit if self.policy.single else commit & (tokens != fwd.model.mask_id)
 
     def block(
         self,
@@ -122,9 +129,11 @@ class PolicyDecoder(BlockDecoder):
             if not at_refresh:
                 logits = yield x
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, sum(committed))
-            commit = self.step(fwd, confidence, at_refresh)[0]
+            commit = self.step(fwd, tokens, confidence, at_refresh)[0]
             x[0, start:end] = torch.where(commit, tokens[0], x[0, start:end])
             n = 1 if self.policy.single else int(commit.sum())  # Fast-dLLM's one host read per step
+            if n == 0:  # only mask-token candidates: the released code would repeat this step forever
+                return
             committed.append(n)
             remaining -= n
             at_refresh = False

@@ -56,7 +56,7 @@ class PSD(FastDLLM):
         while remaining:
             # 1. spatial: what the adaptive policy commits now
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, sum(committed))
-            now = self.step(fwd, confidence, at_refresh)[0]
+            now = self.step(fwd, tokens, confidence, at_refresh)[0]
             x[0, start:end] = torch.where(now, tokens[0], x[0, start:end])
             left = remaining - int(now.sum())
             if left == 0:
@@ -73,8 +73,12 @@ class PSD(FastDLLM):
             # 4. hierarchical acceptance against the updated predictions
             predicted = verify_logits.argmax(-1)  # [rows, L]
             m = min(depth, len(rows))
-            agree = predicted[torch.arange(m), positions[:m]] == drafts[:m]
+            agree = (predicted[torch.arange(m), positions[:m]] == drafts[:m]) & (
+                drafts[:m] != fwd.model.mask_id
+            )
             a = int(agree.long().cumprod(0).sum())
+            if a == 0 and left == remaining:  # only mask-token candidates: nothing can move this block
+                return
             x[0, start + positions[:a]] = drafts[:a]
             committed.append(remaining - left + a)
             remaining = left - a

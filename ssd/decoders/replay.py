@@ -58,8 +58,10 @@ class ReplayFastDLLM(FastDLLM):
         super().__init__(cfg)
         self.pattern: Iterator[int] = cycle(pattern)
 
-    def step(self, fwd: BlockForward, confidence: torch.Tensor, at_refresh: bool) -> torch.Tensor:
-        rule = super().step(fwd, confidence, at_refresh)
+    def step(
+        self, fwd: BlockForward, tokens: torch.Tensor, confidence: torch.Tensor, at_refresh: bool
+    ) -> torch.Tensor:
+        rule = super().step(fwd, tokens, confidence, at_refresh)
         if at_refresh and fwd.first_position_from_refresh:
             return rule
         k = min(next(self.pattern), int(torch.isfinite(confidence).sum()))  # a second sync: timing only

@@ -137,10 +137,13 @@ class SelfSpeculative(PolicyDecoder):
             step = sum(committed)
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, step)
             order = torch.sort(confidence[0], descending=True, stable=True).indices
-            root = self.step(fwd, confidence, at_refresh)[0]  # the policy's own step: a prefix of `order`
-            width = 1 if self.policy.single else int(root.sum())  # Fast-dLLM's own host read
+            root = self.step(fwd, tokens, confidence, at_refresh)[0]  # the policy's own step
+            ranks = (0,) if self.policy.single else root_ranks(root, order)  # Fast-dLLM's own host read
+            if not ranks:  # only mask-token candidates: the policy's decoder ends the block here too
+                return None
+            width = len(ranks)
             fill = self.seed_rows if seeding and remaining > width else 0
-            layout, probs = self.draft(logits, order, remaining, width, fill, fwd.cache is None)
+            layout, probs = self.draft(logits, order, remaining, ranks, fill, fwd.cache is None)
             if layout.evaluated == 0:  # the root fills the block: committed with no forward, as the policy
                 x[0, start:end] = torch.where(root, tokens[0], x[0, start:end])
                 committed.append(width)
@@ -162,7 +165,7 @@ class SelfSpeculative(PolicyDecoder):
             v_tokens, v_confidence = self.predict_block(
                 fwd, states[:chosen], verify_logits[:chosen], False, noise, step + t.steps[:chosen]
             )
-            real = self.step(fwd, v_confidence, False)  # the policy's step at each of those nodes
+            real = self.step(fwd, v_tokens, v_confidence, False)  # the policy's step at each of those nodes
             best = self.accept(layout, t, own, own_tokens, real, v_tokens)
             self.learn(layout, best, real, v_tokens, v_confidence, order, cands, probs)
             # 4. commit the deepest node reached; its logits carry the next root and drafts
@@ -177,13 +180,13 @@ class SelfSpeculative(PolicyDecoder):
             logits, at_refresh = verify_logits[best : best + 1], False
 
     def draft(
-        self, logits: torch.Tensor, order: torch.Tensor, m: int, width: int, fill: int, whole: bool
+        self, logits: torch.Tensor, order: torch.Tensor, m: int, root: tuple[int, ...], fill: int, whole: bool
     ) -> tuple[Layout, list[list[float]]]:
-        """This iteration's tree for m masked positions, rooted at the policy's step over the first
-        `width` of them (`fill`: nodes filling the block evaluated too; `whole`: every row runs the whole
-        sequence), and the token probabilities it was grown from (adaptive trees)."""
+        """This iteration's tree for m masked positions, rooted at the policy's step over the ranks `root`
+        of s_0's confidence order (`fill`: nodes filling the block evaluated too; `whole`: every row runs
+        the whole sequence), and the token probabilities it was grown from (adaptive trees)."""
         if self.transitions is not None:
-            return self.transitions.grow(logits, order, m, width, fill, whole)
+            return self.transitions.grow(logits, order, m, root, fill, whole)
         if self.adaptive is not None:
             return self.adaptive.grow(logits, order, m, fill, whole)
         return resolve(self.paths, m, fill), []
@@ -241,3 +244,11 @@ class SelfSpeculative(PolicyDecoder):
                 self.tensors.clear()
             self.tensors[key] = TreeTensors(layout, device)
         return self.tensors[key]
+
+
+def root_ranks(root: torch.Tensor, order: torch.Tensor) -> tuple[int, ...]:
+    """The ranks in s_0's confidence order of the positions the root commits: a prefix of it, but for
+    positions whose candidate is the mask token, which a set policy leaves masked."""
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.shape[0], device=order.device)
+    return tuple(sorted(rank[root].tolist()))
