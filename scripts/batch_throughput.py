@@ -54,6 +54,10 @@ ARMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SSD chain N=4", ("decoder=ssd", "decoder.draft_length=4")),
     ("SSD adaptive tree 16", ("decoder=ssd", "decoder.tree_budget=16")),
     ("PSD τ 0.9 N=4", ("decoder=psd", "decoder.threshold=0.9", "decoder.draft_length=4")),
+    (
+        "SSD over Fast-dLLM τ 0.9 tree 16",
+        ("decoder=ssd", "decoder.policy=fast_dllm", "decoder.tree_budget=16"),
+    ),
 )
 BATCH_SIZES = (1, 2, 4, 8, 16)
 COST = "results/forward_cost/h100_llada8b.json"

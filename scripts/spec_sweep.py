@@ -29,6 +29,13 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 # each workload: the overrides that choose its model, benchmark and decoding frame
 WORKLOADS = {
     "arith": ["+experiment=default", "decoder.gen_length=24", "decoder.block_length=8", "decoder.cache=dual"],
+    # the same model and problems in one block of 24: the policy commits fewer positions per forward
+    "arith_block24": [
+        "+experiment=default",
+        "decoder.gen_length=24",
+        "decoder.block_length=24",
+        "decoder.cache=dual",
+    ],
 }
 POLICIES = {  # Fast-dLLM's settings, as overrides shared by Fast-dLLM and the speculation over it
     "τ 0.9": ["decoder.rule=threshold", "decoder.threshold=0.9"],
