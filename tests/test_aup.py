@@ -124,6 +124,10 @@ def test_runs_group_into_families_per_setting(tmp_path: Path) -> None:
     spec_row = rows[rows["family"] == "speculative Fast-dLLM"].iloc[0]
     assert (spec_row["policy"], spec_row["rule"], spec_row["threshold"]) == ("fast_dllm", "threshold", 0.9)
     assert "τ=0.9" in spec_row["decoder_label"]
+    # the CSV says whose steps an SSD run speculates: its label alone is not data
+    csv = render(load_runs(tmp_path))["runs.csv"].splitlines()
+    at = csv[0].split(",").index("policy")
+    assert sorted(line.split(",")[at] for line in csv[1:] if ",ssd," in line) == ["", "", "", "fast_dllm"]
 
 
 def test_tables_carry_each_familys_aup(tmp_path: Path) -> None:

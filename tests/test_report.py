@@ -244,7 +244,7 @@ def test_table_columns_rows_and_order(tmp_path: Path) -> None:
     assert r"fast\_dllm $\tau$=0.7" in tex and r"3.05$\times$" in tex and r"\bottomrule" in tex
     csv = (tmp_path / "out" / "runs.csv").read_text(encoding="utf-8").splitlines()
     assert len(csv) == 14 and csv[0].startswith("model,benchmark_name,benchmark_variant,shots,")
-    assert ",ssd,N=4,,,,4,8,32,none," in csv[8]
+    assert ",ssd,,N=4,,,,4,8,32,none," in csv[8]
 
 
 def test_baselines_pair_within_sweep_device_and_setting(tmp_path: Path) -> None:

@@ -114,6 +114,7 @@ CSV_COLUMNS = (
     "shots",
     "chat",
     "decoder",
+    "policy",  # SSD's: whose steps it speculates (stepwise, or fast_dllm with the rule beside it)
     "knob",
     "rule",
     "threshold",
@@ -159,7 +160,8 @@ LEGEND = (
     "Δacc: accuracy points over the baseline; speedup: tokens/s over the baseline's. The baseline is the "
     "stepwise run (target_greedy for diffuspec) of the same sweep, device, model, benchmark, samples, cache, "
     "block, gen length and temperature. identical %: samples token-identical to the reference decoder "
-    "(stepwise with the same cache; ref = is a reference). NFE: forwards per sample; TPF: generated tokens "
+    "(stepwise with the same cache; for SSD over Fast-dLLM, Fast-dLLM with the same rule; diffuspec: its "
+    "target's greedy run; ref = is a reference). NFE: forwards per sample; TPF: generated tokens "
     "per forward. peak memory: the GPU allocator's peak, or the process's peak RSS on a CPU (n/a: not "
     "recorded). paired speedup: median per-sample speedup over the reference decoder timed on the same "
     "sample right beside it (timing.paired=true), with its 95% bootstrap interval, on CPU time for a "
