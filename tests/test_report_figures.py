@@ -12,7 +12,7 @@ import pytest
 from ssd.cost import CostTable
 from ssd.report import load_runs
 from ssd.report.paper import match, write_paper
-from ssd.report.plots import figure, pareto_front, point_labels, write_plots
+from ssd.report.plots import figure, pareto_front, point_labels, series, write_plots
 from ssd.report.published import FAST_DLLM_TABLE1, FAST_DLLM_TABLE2, SSD_HEADLINES
 from tests.test_report import ALGORITHMS, H100, files, sweep_runs, write_run
 
@@ -31,6 +31,21 @@ def test_point_labels_show_the_knob_and_what_varies_in_the_panel(tmp_path: Path)
     write_run(tmp_path, "ssd", cache="dual", draft_length=3)
     labels = point_labels(load_runs(tmp_path).frame)
     assert labels == ["no cache", "dual", "N=3, dual"]
+
+
+def test_ssd_over_fast_dllm_is_a_series_of_its_own(tmp_path: Path) -> None:
+    write_run(tmp_path, "stepwise", accuracy=1.0, tpf=1.0)
+    write_run(tmp_path, "ssd", draft_length=4, accuracy=1.0, tpf=2.0)
+    spec = {"policy": "fast_dllm", "rule": "threshold", "threshold": 0.7, "factor": 1.0}
+    write_run(tmp_path, "ssd", draft_length=4, accuracy=0.9, tpf=3.0, **spec)
+    frame = series(load_runs(tmp_path).frame)
+    assert sorted(zip(frame["decoder"], frame["knob"].fillna(""), strict=True)) == [
+        ("ssd", "N=4"),
+        ("ssd[fast_dllm]", "τ=0.7 N=4"),
+        ("stepwise", ""),
+    ]
+    legend = [t.get_text() for t in figure(load_runs(tmp_path).frame, "tpf").legends[0].get_texts()]
+    assert "ssd" in legend and "ssd over fast_dllm (its exact output)" in legend
 
 
 def test_plots_regenerate_byte_identically(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -51,6 +51,9 @@ AXES = {
         False,
     ),
 }
+SPECULATIVE = (
+    "ssd[fast_dllm]"  # SSD speculating over Fast-dLLM: a series of its own, at its policy's accuracy
+)
 STYLE: dict[str, dict[str, Any]] = {
     # Large and drawn under the others: a run at the very same spot shows inside the star.
     "stepwise": {"marker": "*", "color": "black", "s": 260, "label": "stepwise (reference)", "zorder": 2.5},
@@ -59,6 +62,12 @@ STYLE: dict[str, dict[str, Any]] = {
     "ssd": {"marker": "s", "color": "tab:orange", "s": 50},
     "psd": {"marker": "^", "color": "tab:green", "s": 60},
     "diffuspec": {"marker": "D", "color": "tab:purple", "s": 45},
+    SPECULATIVE: {
+        "marker": "s",
+        "color": "tab:red",
+        "s": 50,
+        "label": "ssd over fast_dllm (its exact output)",
+    },
 }
 SPARE = [("v", "tab:red"), ("X", "tab:brown"), ("h", "tab:pink"), ("<", "tab:olive"), (">", "tab:cyan")]
 # Context shown in a point's label when it varies within its panel: (column, how to show it).
@@ -88,6 +97,20 @@ def style(decoder: str, others: Sequence[str]) -> dict[str, Any]:
     found.setdefault("label", decoder)
     found.setdefault("zorder", 3)
     return found
+
+
+def series(frame: pd.DataFrame) -> pd.DataFrame:
+    """SSD over Fast-dLLM as its own series (`decoder` SPECULATIVE), each point's knob led by its policy's
+    rule: beside stepwise SSD it would read as the same decoder at another accuracy."""
+    if "policy" not in frame or frame.empty:
+        return frame
+    spec = (frame["decoder"] == "ssd") & (frame["policy"] == "fast_dllm")
+    knob = list(frame["knob"].fillna(""))
+    for i, r in enumerate(frame.to_dict("records")):
+        if spec.iloc[i]:
+            rule = f"τ={r['threshold']:g}" if r["rule"] == "threshold" else f"f={r['factor']:g}"
+            knob[i] = f"{rule} {knob[i]}".strip()
+    return frame.assign(decoder=frame["decoder"].where(~spec, SPECULATIVE), knob=knob)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -247,7 +270,7 @@ def figure(frame: pd.DataFrame, kind: str, cost: CostTable | None = None) -> Fig
     usable = [
         not (missing(a) or missing(v) or v <= 0) for a, v in zip(frame["accuracy"], frame[x], strict=True)
     ]
-    frame = frame[usable]
+    frame = series(frame[usable])
     if kind != "throughput":  # TPF and the projection count forwards: load does not change them
         frame = frame.assign(contended=False)
     if frame.empty:
