@@ -23,8 +23,8 @@ different thread counts or CPUs may round differently). Run twice, it writes byt
 
 Sizes: all 4 layers, d 96, 4 heads, MLP 256, ~0.46M parameters (Dream 0.43M), 1.7-1.9 MB of fp32
 safetensors each. Single-threaded, one process per model, `--jobs` (2) at a time: LLaDA 2400 steps of 64
-sequences, ~530 s of CPU; Qwen2 2000 steps, ~430 s; Dream 1000 causal + 2000 masked steps, 502 s (alone,
-at load ~3 on two cores, four 50-problem evaluations included). Each process computes what it would alone.
+sequences, ~530 s of CPU; Qwen2 2000 steps, ~430 s; Dream 1000 causal + 2000 masked steps, 494 s (alone,
+at load ~2 on two cores; rerun, same bytes). Each process computes exactly what it would alone.
 
     python scripts/train_tiny.py                 # all three -> ssd/assets/arith-{llada,qwen2,dream}
     python scripts/train_tiny.py --only llada --llada-steps 50 --out /tmp/x --eval-every 25
