@@ -1,7 +1,8 @@
 """scripts/train_tiny.py is deterministic, and the checkpoints it shipped in ssd/assets/ work.
 
 The shipped checkpoints are loaded through the same loaders as the real models (ssd.models.MODELS for
-the LLaDA, AutoregressiveLM for the Qwen2 target) and must actually solve held-out `arith` problems.
+the LLaDA and the Dream, AutoregressiveLM for the Qwen2 target) and must actually solve held-out `arith`
+problems.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ssd.run import completion_and_count, prompt_ids
 from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parent.parent
-LLADA, QWEN2 = ASSETS / "arith-llada", ASSETS / "arith-qwen2"
+LLADA, QWEN2, DREAM = ASSETS / "arith-llada", ASSETS / "arith-qwen2", ASSETS / "arith-dream"
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -34,11 +35,11 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_training_twice_gives_identical_weights(tmp_path: Path) -> None:
-    """A few steps of both models, three times: in this process; again as two parallel processes (the
+    """A few steps of every model, three times: in this process; again as parallel processes (the
     script's default, which must compute the same); with another seed."""
     train = load_script("train_tiny")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    steps = ["--llada-steps", "3", "--qwen2-steps", "3"]
+    steps = ["--llada-steps", "3", "--qwen2-steps", "3", "--dream-steps", "2", "--dream-ar-steps", "2"]
     try:
         runs = []
         for name, seed, jobs in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
@@ -48,7 +49,7 @@ def test_training_twice_gives_identical_weights(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
     a, b, c = runs
-    assert len(a) == 2 and {k.split("/")[0] for k in a} == {"arith-llada", "arith-qwen2"}
+    assert len(a) == 3 and {k.split("/")[0] for k in a} == {"arith-llada", "arith-qwen2", "arith-dream"}
     assert a == b
     assert all(a[k] != c[k] for k in a)  # the seed matters
 
@@ -77,11 +78,14 @@ def llada():
 def test_shipped_checkpoints_are_small_and_documented() -> None:
     total = sum(f.stat().st_size for f in ASSETS.glob("arith-*/*.safetensors"))
     assert 0 < total <= 20 * 2**20
-    for folder in (LLADA, QWEN2):
+    for folder in (LLADA, QWEN2, DREAM):
         card = json.loads((folder / "training.json").read_text())
         assert card["seed"] == 0 and card["recipe"]["steps"] > 0
     assert (LLADA / "model.safetensors.index.json").is_file()  # the official (sharded) layout
     assert json.loads((LLADA / "config.json").read_text())["model_type"] == "llada"
+    assert (DREAM / "model.safetensors.index.json").is_file()
+    config = json.loads((DREAM / "config.json").read_text())
+    assert config["model_type"] == "Dream" and config["num_key_value_heads"] < config["num_attention_heads"]
 
 
 def test_shipped_llada_solves_held_out_problems(llada) -> None:
@@ -98,3 +102,38 @@ def test_shipped_qwen2_target_solves_held_out_problems(llada) -> None:
     decoder = TargetGreedy(TargetGreedyConfig(gen_length=24, block_length=8, target_path=str(QWEN2)))
     correct, completions = run_decoder(decoder, llada, benchmark, 20)
     assert correct >= 18, completions
+
+
+@pytest.fixture(scope="module")
+def dream():
+    return MODELS.get("dream").from_pretrained(DREAM, dtype="float32", device="cpu")
+
+
+def test_shipped_dream_solves_held_out_problems(dream) -> None:
+    """The Dream in the sweep's frame (dual cache: each block's first token comes from the refresh)."""
+    assert dream.predicts_from_previous_position
+    assert dream.model.layers[0].self_attn.k_proj.bias.abs().sum() > 0  # trained q/k/v biases
+    benchmark = Arith(ArithConfig())
+    decoder = Stepwise(StepwiseConfig(gen_length=24, block_length=8, cache=CacheMode.dual))
+    correct, completions = run_decoder(decoder, dream, benchmark, 20)
+    assert correct >= 18, completions
+
+
+def test_shipped_dream_predicts_each_token_from_the_position_before(dream) -> None:
+    """With the answer masked, the logits the harness aligns (hidden i-1 -> token i) name the answer's
+    first digits; the hidden state at i itself does not: the shift is learned, not an accident."""
+    benchmark = Arith(ArithConfig())
+    tok = dream.tokenizer
+    rows = [
+        tok(s.question)["input_ids"] + tok(s.meta["completion"])["input_ids"][:3]
+        for s in benchmark.samples()[:20]
+    ]
+    x = torch.tensor(rows)
+    P = x.shape[1] - 3
+    masked = x.clone()
+    masked[:, P:] = dream.mask_id
+    with torch.no_grad():
+        aligned = dream(masked)[:, P:].argmax(-1)
+        unshifted = dream.head(dream.body(masked, dream._window(masked, None, None)))[:, P:].argmax(-1)
+    assert (aligned == x[:, P:]).float().mean() >= 0.8
+    assert (unshifted == x[:, P:]).float().mean() < 0.5
