@@ -134,6 +134,7 @@ def test_notebook_runs_right_after_a_fresh_sweep(tmp_path: Path, monkeypatch: py
         "-m",
         "+experiment=default",
         "+experiment/arith=stepwise,ssd_n4,fast_dllm_t07",
+        "model=arith_llada",  # one of the sweep's two models (the command line narrows its grid)
         "limit=3",
         f"output_dir={runs}",
         f"hydra.sweep.dir={tmp_path / 'hydra'}",
