@@ -10,7 +10,14 @@ import pytest
 
 from ssd.cost import CostTable
 from ssd.errors import SSDError
-from ssd.report.projection import DEFAULT_COST, projected_seconds, with_projection
+from ssd.report.projection import (
+    DEFAULT_COST,
+    default_tables,
+    projected_seconds,
+    tables_used,
+    with_projection,
+)
+from ssd.report.projection import legend as projection_legend
 
 
 def table(tmp_path: Path, **over) -> CostTable:
@@ -83,6 +90,34 @@ def test_projected_speedup_is_against_the_runs_baseline(tmp_path: Path) -> None:
     assert out["projected_speedup"].tolist()[:2] == pytest.approx([1.0, step / ssd])
     assert pd.isna(out["projected_speedup"][2])  # another model's forwards: not projected
     assert pd.isna(with_projection(frame, None)["projected_speedup"]).all()
+
+
+def test_each_architecture_is_priced_with_its_own_table_by_default(tmp_path: Path) -> None:
+    common = dict(block_length=8, gen_length=24, cache="dual", n_samples=1, total_generated_tokens=24.0)
+    rows = []
+    for arch in ("llada", "dream"):
+        for decoder, hist in (("stepwise", '{"1": 24}'), ("ssd", '{"1": 3, "5": 3}')):
+            rows.append(
+                dict(
+                    run=f"{arch}-{decoder}", baseline_run=f"{arch}-stepwise", decoder=decoder, model_name=arch
+                )
+                | dict(forward_rows_histogram=hist, **common)
+            )
+    tables = default_tables()
+    assert {a: t.name for a, t in tables.items()} == {"llada": "h100_llada8b", "dream": "h100_dream7b"}
+    out = with_projection(pd.DataFrame(rows), tables["llada"], tables)
+    assert out["projection"].tolist() == ["h100_llada8b"] * 2 + ["h100_dream7b"] * 2
+    for (
+        arch,
+        t,
+    ) in tables.items():  # the same speedup as pricing that architecture's runs alone with its table
+        alone = with_projection(pd.DataFrame([r for r in rows if r["model_name"] == arch]), t)
+        mine = out[out["model_name"] == arch]["projected_speedup"].tolist()
+        assert mine == pytest.approx(alone["projected_speedup"].tolist())
+    speedups = out["projected_speedup"].tolist()
+    assert speedups[1] != pytest.approx(speedups[3])  # the two tables price a 5-row forward differently
+    legend = projection_legend(tables["llada"], tables_used(out, tables["llada"], tables))
+    assert "its architecture's cost table" in legend and "h100_dream7b.json" in legend
 
 
 def test_the_recorded_h100_table_loads_and_bad_tables_are_one_line_errors(tmp_path: Path) -> None:

@@ -257,15 +257,18 @@ def figure(frame: pd.DataFrame, kind: str, cost: CostTable | None = None) -> Fig
     title = "Accuracy vs throughput" if kind == "throughput" else "Accuracy vs tokens per forward"
     subtitle = ""
     if kind == "projected_speedup":
+        by_arch = projection.default_tables() if cost is None else {}  # by default each run its own table
         cost = cost if cost is not None else projection.default_table()
         if cost is None:
             raise SSDError("no forward-cost table to project speedups with: pass one (results/forward_cost/)")
-        frame = projection.with_projection(with_baselines(frame), cost)
+        frame = projection.with_projection(with_baselines(frame), cost, by_arch)
         xlabel = xlabel.format(device=cost.device)
         title = f"Accuracy vs PROJECTED speedup on {cost.device}"
+        used = projection.tables_used(frame[frame["projected_speedup"].notna()], cost, by_arch)
         subtitle = (
-            f"a projection, not a measurement: each recorded forward priced with "
-            f"results/forward_cost/{cost.name}.json"
+            "a projection, not a measurement: each recorded forward priced with "
+            + ("its architecture's table, " if len(used) > 1 else "")
+            + ", ".join(f"results/forward_cost/{t.name}.json" for t in used)
         )
     usable = [
         not (missing(a) or missing(v) or v <= 0) for a, v in zip(frame["accuracy"], frame[x], strict=True)
@@ -339,7 +342,6 @@ def write_plots(runs: Runs, out_dir: str | Path = DEFAULT_OUT, cost: CostTable |
             f"no finished run folders ({runs.note()}): run some jobs first (make sweep), or pass --runs "
             f"with the folder that holds them"
         )
-    cost = cost if cost is not None else projection.default_table()
     figures = {}
     for kind in AXES:
         try:

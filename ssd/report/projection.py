@@ -39,8 +39,17 @@ DEFAULT_COST = Path(__file__).resolve().parents[2] / "results/forward_cost/h100_
 NOT_PROJECTED = frozenset({"diffuspec", "target_greedy"})
 
 
+# Each architecture's recorded table (its published 7-8B shape): by default a run is priced with its own.
+ARCH_COST = {"llada": DEFAULT_COST, "dream": DEFAULT_COST.with_name("h100_dream7b.json")}
+
+
 def default_table() -> CostTable | None:
     return CostTable.load(DEFAULT_COST) if DEFAULT_COST.is_file() else None
+
+
+def default_tables() -> dict[str, CostTable]:
+    """Architecture (the model config's `name`) → its recorded table, where one is recorded."""
+    return {arch: CostTable.load(path) for arch, path in ARCH_COST.items() if path.is_file()}
 
 
 def projected_seconds(
@@ -99,12 +108,18 @@ def _throughput(r: dict[str, Any], table: CostTable) -> float | None:
     return float(tokens) / seconds if seconds > 0 else None
 
 
-def with_projection(frame: pd.DataFrame, table: CostTable | None) -> pd.DataFrame:
+def with_projection(
+    frame: pd.DataFrame, table: CostTable | None, by_arch: dict[str, CostTable] | None = None
+) -> pd.DataFrame:
     """The frame (with baselines) plus `projected_tokens_per_s`, `projected_speedup` and `projection`
-    (the cost table's name); NaN where there is no table, no rows record or no projected baseline."""
+    (the name of the cost table that priced the row: its architecture's in `by_arch`, else `table`); NaN
+    where there is no table, no rows record or no projected baseline."""
     out = frame.copy()
     records = frame.to_dict("records")
-    tps = {r["run"]: (_throughput(r, table) if table is not None else None) for r in records}
+    priced = [(by_arch or {}).get(str(r.get("model_name")), table) for r in records]
+    tps = {
+        r["run"]: (_throughput(r, t) if t is not None else None) for r, t in zip(records, priced, strict=True)
+    }
     speedups = []
     for r in records:
         mine, base = tps[r["run"]], tps.get(r.get("baseline_run"))
@@ -113,21 +128,37 @@ def with_projection(frame: pd.DataFrame, table: CostTable | None) -> pd.DataFram
         [tps[r["run"]] for r in records], index=frame.index, dtype=float
     )
     out["projected_speedup"] = pd.Series(speedups, index=frame.index, dtype=float)
-    out["projection"] = table.name if table is not None else ""
+    out["projection"] = [t.name if t is not None else "" for t in priced]
     return out
+
+
+def tables_used(
+    frame: pd.DataFrame, table: CostTable | None, by_arch: dict[str, CostTable]
+) -> list[CostTable]:
+    """The tables that priced the rows of a `with_projection` frame, in name order (`table` alone if none)."""
+    known = {t.name: t for t in [*by_arch.values(), *([table] if table is not None else [])]}
+    names = sorted({n for n in frame.get("projection", []) if n in known})
+    return [known[n] for n in names] or ([table] if table is not None else [])
 
 
 def header(table: CostTable | None) -> str:
     return f"projected speedup on {table.device}" if table is not None else "projected speedup"
 
 
-def legend(table: CostTable | None) -> str:
-    if table is None:
+def legend(table: CostTable | None, used: list[CostTable] | None = None) -> str:
+    """The legend of the projected column; `used`: the tables that priced the rows (each architecture's
+    own, by default), else `table` alone."""
+    used = used or ([table] if table is not None else [])
+    if not used:
         return "projected speedup: n/a (no forward-cost table; see ssd/report/projection.py)."
+    which = "; ".join(
+        f"results/forward_cost/{t.name}.json ({t.model_shape}; extrapolated beyond {t.max_rows} rows)"
+        for t in used
+    )
+    whose = "its architecture's cost table" if len(used) > 1 else "the cost table"
     return (
-        f"projected speedup on {table.device}: a PROJECTION, not a measurement: each recorded forward priced "
-        f"with the cost table results/forward_cost/{table.name}.json ({table.model_shape}; ms per forward by "
-        f"rows, extrapolated beyond {table.max_rows} rows; rows of another block than {table.block_length} "
+        f"projected speedup on {used[0].device}: a PROJECTION, not a measurement: each recorded forward "
+        f"priced with {whose}, {which} (ms per forward by rows; rows of another block than the table's "
         "priced by query tokens; a whole-sequence row beside cached ones, a state seeding the next block, "
         "adds a refresh), tokens over that time, over the baseline's."
     )

@@ -237,15 +237,16 @@ def csv_text(frame: pd.DataFrame) -> str:
 def render(runs: Runs, cost: CostTable | None = None, scope: str = "") -> dict[str, str]:
     """File name → content of each table file (projected speedups priced with `cost`, default: the
     recorded H100 table; `scope`: which runs these are, said under the title)."""
+    by_arch = projection.default_tables() if cost is None else {}  # by default each run its own table
     cost = cost if cost is not None else projection.default_table()
-    frame = aup.with_families(projection.with_projection(with_baselines(runs.frame), cost))
+    frame = aup.with_families(projection.with_projection(with_baselines(runs.frame), cost, by_arch))
     # A speedup is as suspect as either of its two timings.
     contended = set(frame.loc[frame["contended"].astype(bool), "run"])
     frame["speed_suspect"] = frame["contended"].astype(bool) | frame["baseline_run"].isin(contended)
     headers = [projection.header(cost) if h == "projected speedup" else h for h, _, _ in DISPLAY]
     right = [r for _, r, _ in DISPLAY]
     rows = display_rows(frame)
-    notes = [LEGEND, projection.legend(cost)]
+    notes = [LEGEND, projection.legend(cost, projection.tables_used(frame, cost, by_arch))]
     if frame["sandbox"].notna().any():
         notes.append(SANDBOX_NOTE)
     if runs.incomplete:
