@@ -3,9 +3,9 @@
 Both architectures, every cache mode, both verification layouts, the bit-exact mode and, in every cache
 mode and layout (bit-exact too, with a cache), the next block seeded by the state filling the block. Each
 sample decodes one random prompt with stepwise (the reference) and with one tree setting (chain, fixed
-shapes, adaptive budgets, taken in turn), greedy and at temperature 0.7 (stepwise *sampling*, same
-per-sample seed). Reports samples, identical-to-stepwise counts, first divergences and NFE per group. Writes
-Markdown + JSON.
+shapes, adaptive budgets, draft graphs with the arith calibration, taken in turn), greedy and at
+temperature 0.7 (stepwise *sampling*, same per-sample seed). Reports samples, identical-to-stepwise
+counts, first divergences and NFE per group. Writes Markdown + JSON.
 Usage: OMP_NUM_THREADS=1 python scripts/lossless_trees.py [--prompts 80] [--out results/lossless_trees]
 """
 
@@ -26,6 +26,7 @@ from ssd.decoders.stepwise import Stepwise
 from ssd.models.tiny import tiny_model
 
 GEN, BLOCK = 32, 8
+CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"
 SETTINGS: tuple[tuple[str, dict], ...] = (
     ("chain N=4", {"draft_length": 4}),
     ("tree mix depth 6", {"tree": "0-1-00-01-000-001-0000-0001-00000-00001"}),
@@ -34,6 +35,9 @@ SETTINGS: tuple[tuple[str, dict], ...] = (
     ("adaptive budget 4", {"tree_budget": 4}),
     ("adaptive budget 8", {"tree_budget": 8}),
     ("adaptive budget 16", {"tree_budget": 16}),
+    # the arith model's calibration on models it was not fitted to: rows spent badly, tokens unchanged
+    ("calibrated graph budget 8", {"tree_budget": 8, "tree_calibration": CALIBRATION}),
+    ("calibrated graph budget 16", {"tree_budget": 16, "tree_calibration": CALIBRATION}),
 )
 # (cache, layout, bit_exact, seed_next_block): the layouts only differ with a cache
 MODES = (

@@ -1,6 +1,7 @@
 """TPF against rows per verification forward on the arith model (the default sweep's setting: gen 24,
-block 8, dual cache, 200 problems): SSD's chain, fixed tree shapes and adaptive trees, each checked token
-for token against stepwise by the runner.
+block 8, dual cache, 200 problems): SSD's chain, fixed tree shapes, adaptive trees and calibrated draft
+graphs (decoder.tree_calibration, the shipped arith calibration), each checked token for token against
+stepwise by the runner.
 
 Every setting is an ordinary job (`run_job`), run folders under --runs (a scratch folder by default);
 the table (Markdown + JSON) goes to --out. Rows: rows of the verification forwards (the block refreshes
@@ -28,6 +29,7 @@ from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 COST = "results/forward_cost/h100_llada8b.json"
+CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"  # scripts/tree_calibrate.py, arith's train split
 H100 = CostTable.load(COST)
 
 
@@ -80,6 +82,10 @@ def settings() -> list[tuple[str, list[str]]]:
     for r in (1, 2, 4):
         over = ["decoder=ssd", "decoder.tree_budget=16", seed, f"decoder.seed_rows={r}"]
         out.append((f"seeded adaptive budget 16, <= {r} whole", over))
+    graph = f"decoder.tree_calibration={CALIBRATION}"
+    for b in (4, 8, 12, 16, 24, 32):
+        out.append((f"calibrated graph budget {b}", ["decoder=ssd", f"decoder.tree_budget={b}", graph]))
+    out.append(("seeded calibrated graph budget 16", ["decoder=ssd", "decoder.tree_budget=16", graph, seed]))
     return out
 
 

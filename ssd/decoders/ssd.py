@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 
 from ssd.config import SSDConfig
-from ssd.decoders.adaptive import AdaptiveTree, K
+from ssd.decoders.adaptive import AdaptiveTree
 from ssd.decoders.base import BlockDecoder, BlockLoop, Rows, Seed, perturbed
 from ssd.decoders.noise import CounterNoise
 from ssd.decoders.tree import (
@@ -68,7 +68,9 @@ class SelfSpeculative(BlockDecoder):
         if cfg.tree_budget < 0:
             raise SSDError(f"decoder.tree_budget must be >= 0 (got {cfg.tree_budget})")
         self.paths = parse(cfg.tree or chain_spec(cfg.draft_length)) if not cfg.tree_budget else ()
-        self.adaptive = AdaptiveTree(cfg.tree_budget, cfg.tree_cost) if cfg.tree_budget else None
+        self.adaptive = (
+            AdaptiveTree(cfg.tree_budget, cfg.tree_cost, cfg.tree_calibration) if cfg.tree_budget else None
+        )
         self.tensors: dict = {}
         # the most states filling the block evaluated per forward when seeding (0 in the config: all)
         self.seed_rows = cfg.seed_rows or 1 << 30
@@ -159,7 +161,7 @@ class SelfSpeculative(BlockDecoder):
     ) -> torch.Tensor:
         """Token candidates [D, L, k] from s_0's logits: greedy, one set (D = 1); sampling, one set per
         depth d of the tree, drawn with the noise of step + d - 1 (what stepwise draws at the parent)."""
-        k = K if self.adaptive is not None else max(layout.token) + 1
+        k = self.adaptive.k if self.adaptive is not None else max(layout.token) + 1
         if self.cfg.temperature == 0:
             return candidate_tokens(logits.to(torch.float64), k)
         depths = max(layout.depth)

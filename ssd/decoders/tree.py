@@ -17,6 +17,9 @@ root alone (the chain of draft length 1).
 Nodes whose commits fill the block are not evaluated (nothing is left to choose there): a verification
 forward has one row per other node. Acceptance follows from the root the child whose commit equals
 stepwise's choice at its parent (computed from the parent's row) and stops at the deepest node reached.
+A layout may also carry merge edges (a draft graph, ssd/decoders/graph.py): a node whose state another
+node reaches with one more commit (another order of the same commits) is that node's child too, so the
+state is verified once whichever order stepwise takes.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ class Layout:
 
     rank[i]: node i's position as an index into s_0's confidence order; token[i]: its token rank;
     parent[i]: -1 for the root; depth[i]: commits on its path (root: 1); `evaluated`: rows sent, the last
-    `seeds` of them states that fill the block (evaluated only to seed the next one: no choice is read)."""
+    `seeds` of them states that fill the block (evaluated only to seed the next one: no choice is read).
+    merges: extra edges (parent, child, rank): the child's state is the parent's plus the commit the
+    child's own path makes at that rank (a draft graph; a tree has none)."""
 
     parent: tuple[int, ...]
     rank: tuple[int, ...]
@@ -46,6 +51,7 @@ class Layout:
     depth: tuple[int, ...]
     evaluated: int
     seeds: int = 0
+    merges: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def size(self) -> int:
@@ -98,9 +104,15 @@ def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: int = 
     return order_rows(nodes, m, fill)
 
 
-def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: int = 0) -> Layout:
+def order_rows(
+    nodes: list[tuple[int, int, int, int]],
+    m: int,
+    fill: int = 0,
+    merges: tuple[tuple[int, int, int], ...] = (),
+) -> Layout:
     """Nodes that leave a masked position (depth < m) first, then those filling the block, each group in
-    its given order; parents re-indexed. Evaluated: the first group and the first `fill` of the second."""
+    its given order; parents (and merge edges) re-indexed. Evaluated: the first group and the first
+    `fill` of the second."""
     keep = [i for i, n in enumerate(nodes) if n[3] < m] + [i for i, n in enumerate(nodes) if n[3] >= m]
     new = {old: i for i, old in enumerate(keep)}
     rows = [nodes[i] for i in keep]
@@ -113,6 +125,7 @@ def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: int = 0) ->
         depth=tuple(d for *_, d in rows),
         evaluated=partial + seeds,
         seeds=seeds,
+        merges=tuple((new[a], new[b], r) for a, b, r in merges),
     )
 
 
@@ -139,6 +152,10 @@ class TreeTensors:
         self.token = torch.tensor(layout.token, device=device)
         self.depth_index = torch.tensor([d - 1 for d in layout.depth], device=device)
         self.depth = torch.tensor(layout.depth, dtype=torch.float, device=device)
+        self.merge_parent, self.merge_child, self.merge_rank = (
+            torch.tensor([e[i] for e in layout.merges], dtype=torch.long, device=device) for i in range(3)
+        )
+        self.max_depth = max(layout.depth)
 
 
 def candidate_tokens(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -155,7 +172,9 @@ def candidate_tokens(scores: torch.Tensor, k: int) -> torch.Tensor:
 def node_states(
     x: torch.Tensor, start: int, order: torch.Tensor, cands: torch.Tensor, t: TreeTensors
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All nodes' states [n, T], and each node's own commit: block position [n] and token [n].
+    """All nodes' states [n, T], and each node's own commit: block position [n] and token [n], followed
+    by each merge edge's commit (position -1 where the parent's state plus that commit is not the
+    child's: at temperature > 0 two orders may draft a position's token from different noise).
 
     cands [D, L, k]: the candidates of a node at depth d are cands[min(d, D) - 1]."""
     ranks = t.commits.shape[1]
@@ -167,7 +186,16 @@ def node_states(
     cols = start + positions
     states[:, cols] = torch.where(t.commits >= 0, tokens, states[:, cols])
     own_pos = order[t.rank]
-    return states, own_pos, cands[t.depth_index.clamp(max=last), own_pos, t.token]
+    own_tok = cands[t.depth_index.clamp(max=last), own_pos, t.token]
+    if t.merge_child.numel():
+        pos = order[t.merge_rank]
+        tok = states[t.merge_child, start + pos]
+        after = states[t.merge_parent]
+        after[torch.arange(pos.shape[0], device=pos.device), start + pos] = tok
+        same = (after == states[t.merge_child]).all(-1)
+        own_pos = torch.cat([own_pos, torch.where(same, pos, -1)])
+        own_tok = torch.cat([own_tok, tok])
+    return states, own_pos, own_tok
 
 
 def deepest_reached(
@@ -177,14 +205,26 @@ def deepest_reached(
     choice: torch.Tensor,
     choice_tok: torch.Tensor,
 ) -> torch.Tensor:
-    """Index of the deepest node whose every commit on its path is stepwise's choice at its parent.
+    """Index of the deepest node whose every commit on its path is stepwise's choice at its parent (with
+    merge edges: on some path through the graph; the nodes reached are one per depth, stepwise's states).
 
     choice/choice_tok [E]: stepwise's position and token at each evaluated node (rows 0..E-1)."""
     pad = t.parent.shape[0] - choice.shape[0]
     if pad:  # the parents of all nodes are evaluated; unevaluated rows are never looked up
         choice = torch.cat([choice, choice.new_zeros(pad)])
         choice_tok = torch.cat([choice_tok, choice_tok.new_zeros(pad)])
-    match = (choice[t.parent] == own_pos) & (choice_tok[t.parent] == own_tok)
+    n = t.parent.shape[0]
+    match = (choice[t.parent] == own_pos[:n]) & (choice_tok[t.parent] == own_tok[:n])
     match[0] = True
-    reached = (t.ancestors @ (~match).float()) == 0
+    if not t.merge_child.numel():
+        reached = (t.ancestors @ (~match).float()) == 0
+        return (t.depth * reached).argmax()
+    mp = t.merge_parent
+    merge_match = (choice[mp] == own_pos[n:]) & (choice_tok[mp] == own_tok[n:])
+    reached = torch.zeros_like(match)
+    reached[0] = True
+    for _ in range(t.max_depth - 1):  # one more commit per round
+        via = torch.zeros(n, dtype=torch.long, device=match.device)
+        via.index_add_(0, t.merge_child, (reached[mp] & merge_match).long())
+        reached = reached | (reached[t.parent] & match) | (via > 0)
     return (t.depth * reached).argmax()
