@@ -16,10 +16,10 @@ help:  ## this list
 	@echo "make sweep SWEEP=again  the same sweep again under a new label (new run folders) to compare with"
 	@echo "make test               the test suite without the slow tests (make test-all: with them)"
 	@echo "make tables / plots     results/tables, results/plots of the latest sweep (SWEEP=<label>: that one)"
-	@echo "make paper              the published Fast-dLLM/SSD numbers beside matching runs"
+	@echo "make paper              the published Fast-dLLM/SSD numbers and d3LLM's AUP leaderboard beside matching runs"
 	@echo "make sweep-slurm        the sweep as a Slurm job array (ARGS='hydra.launcher.partition=...')"
 	@echo "make setup / data / tiny / lint / clean   building blocks (EXP=<experiment>, ARGS=<overrides>)"
-	@echo "one job: .venv/bin/python -m ssd.run   (no arguments: SSD on the embedded model, seconds)"
+	@echo "one job: .venv/bin/python -m ssd.run limit=10   (the base config: the embedded model, seconds)"
 
 setup: $(STAMP)
 
@@ -45,7 +45,7 @@ lint: setup
 	$(BIN)/ruff check ssd tests scripts
 	$(BIN)/ruff format --check ssd tests scripts
 
-# The sweep, then the tables and Pareto plots of its runs (results/tables/, results/plots/). SWEEP=<label>
+# The sweep, then the tables (with AUP) and plots (Pareto, projected speedup, AUP) of its runs. SWEEP=<label>
 # runs it under another label: the label is part of each run's identity, so that makes new run folders.
 sweep: setup data tiny
 	$(BIN)/python -m ssd.run -m +experiment=$(EXP) $(if $(SWEEP),sweep=$(SWEEP)) $(ARGS)

@@ -176,6 +176,9 @@ CASES = [
     given("range", "shard=3/2"),
     given("range", "benchmark.num_fewshot=-1"),
     given("range", "benchmark.size=0"),
+    given("range", "benchmark.size=100000000", note="limit=2: only 2 are drawn"),
+    given("range", "shard=5/8", note="limit=2: more shards than samples"),
+    given("range", "limit=null", "benchmark.size=3", "shard=5/8", note="known once the samples are"),
     given("range", "benchmark=math", "benchmark.grade_timeout=0"),
     given("range", "benchmark=humaneval", "benchmark.timeout=-1"),
     # Keys outside the schema, enums, types, grammar (Hydra's multi-line messages before)
@@ -193,6 +196,7 @@ CASES = [
     given("enum", "model.device=gpu"),
     given("enum", "benchmark=gsm8k", "benchmark.variant=gsm8k_cott"),
     given("enum", "benchmark=math", "benchmark.subset=math5000"),
+    given("enum", "benchmark=humaneval", "benchmark.sandbox=docker"),
     given("type", "limit=abc"),
     given("type", "limit=1.5"),
     given("type", "decoder.temperature=abc"),

@@ -32,7 +32,7 @@ from ssd.decoders.psd import PSD
 from ssd.decoders.ssd import SelfSpeculative
 from ssd.decoders.stepwise import Stepwise
 from ssd.models.tiny import make_tiny_target, tiny_model
-from ssd.results.runfolder import first_difference
+from ssd.results.summary import first_difference
 
 GEN, BLOCK = 32, 8
 

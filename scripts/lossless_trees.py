@@ -1,11 +1,13 @@
-"""Measure losslessness of SSD verification trees at scale on tiny random models (fp32, CPU).
+"""Measure losslessness of SSD's speculation at scale on tiny random models (fp32, CPU), over both
+policies: stepwise (the paper's SSD) and Fast-dLLM's threshold and factor rules (decoder.policy=fast_dllm).
 
 Both architectures, every cache mode, both verification layouts, the bit-exact mode and, in every cache
 mode and layout (bit-exact too, with a cache), the next block seeded by the state filling the block. Each
-sample decodes one random prompt with stepwise (the reference) and with one tree setting (chain, fixed
-shapes, adaptive budgets, draft graphs with the arith calibration, taken in turn), greedy and at
-temperature 0.7 (stepwise *sampling*, same per-sample seed). Reports samples, identical-to-stepwise
-counts, first divergences and NFE per group. Writes Markdown + JSON.
+sample decodes one random prompt with the policy's own decoder (the reference: stepwise, or Fast-dLLM with
+the same rule) and with one speculation setting (chain, fixed shapes, adaptive budgets, draft graphs with
+the arith calibration, taken in turn), greedy and at temperature 0.7 (the policy's *sampling*, same
+per-sample seed). Reports samples, identical counts, first divergences and NFE per group. Writes
+Markdown + JSON.
 Usage: OMP_NUM_THREADS=1 python scripts/lossless_trees.py [--prompts 80] [--out results/lossless_trees]
 """
 
@@ -21,20 +23,25 @@ import torch
 from lossless_tiny import prompt, record  # the same prompts and tally (scripts/ is on sys.path)
 
 from ssd.config import CacheMode, SSDConfig
+from ssd.decoders import DECODERS
 from ssd.decoders.ssd import SelfSpeculative
-from ssd.decoders.stepwise import Stepwise
 from ssd.models.tiny import tiny_model
 
 GEN, BLOCK = 32, 8
+FAST_DLLM = {"policy": "fast_dllm"}
 CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"
 SETTINGS: tuple[tuple[str, dict], ...] = (
     ("chain N=4", {"draft_length": 4}),
+    ("fast_dllm tau 0.9, chain N=3", FAST_DLLM | {"threshold": 0.9, "draft_length": 3}),
     ("tree mix depth 6", {"tree": "0-1-00-01-000-001-0000-0001-00000-00001"}),
     ("tree mix+tokens depth 4", {"tree": "0-1-0b-00-01-00b-000-001-000b"}),
     ("tree binary depth 3", {"tree": "0-1-00-01-10-11"}),
     ("adaptive budget 4", {"tree_budget": 4}),
     ("adaptive budget 8", {"tree_budget": 8}),
+    ("fast_dllm tau 0.7, adaptive budget 8", FAST_DLLM | {"threshold": 0.7, "tree_budget": 8}),
     ("adaptive budget 16", {"tree_budget": 16}),
+    ("fast_dllm tau 0.5, adaptive budget 16", FAST_DLLM | {"threshold": 0.5, "tree_budget": 16}),
+    ("fast_dllm factor 1.0, adaptive budget 8", FAST_DLLM | {"rule": "factor", "tree_budget": 8}),
     # the arith model's calibration on models it was not fitted to: rows spent badly, tokens unchanged
     ("calibrated graph budget 8", {"tree_budget": 8, "tree_calibration": CALIBRATION}),
     ("calibrated graph budget 16", {"tree_budget": 16, "tree_calibration": CALIBRATION}),
@@ -73,7 +80,8 @@ def run(prompts: int, temperatures: tuple[float, ...]) -> list[dict]:
                     mode = dict(verify_layout=layout, bit_exact=bit_exact, seed_next_block=seed_next)
                     dec = SelfSpeculative(SSDConfig(**common, **mode, **knobs))
                     p, seed = prompt(len(model.tokenizer), 1000 * i + 7), 17 * i + 3
-                    ref = Stepwise(dec.reference_config()).generate(model, p, seed)
+                    reference = dec.reference_config()
+                    ref = DECODERS.get(reference.name)(reference).generate(model, p, seed)
                     out = dec.generate(model, p, seed)
                     label = f"{cache.value}/{layout}" + ("/bit-exact" if bit_exact else "")
                     label += "/seed-next-block" if seed_next else ""
@@ -87,11 +95,11 @@ def run(prompts: int, temperatures: tuple[float, ...]) -> list[dict]:
 
 def markdown(rows: list[dict], command: str, seconds: float) -> str:
     lines = [
-        "# SSD verification trees against stepwise on tiny random models (fp32, CPU)",
+        "# SSD's speculation against its policy's decoder on tiny random models (fp32, CPU)",
         "",
         f"Command: `{command}` ({seconds:.0f} s). gen {GEN}, block {BLOCK}; each sample: one random prompt, "
-        "one tree setting (taken in turn), its stepwise reference with the same cache, layout, temperature "
-        "and seed.",
+        "one speculation setting (taken in turn), its reference (stepwise, or Fast-dLLM with the same rule) "
+        "with the same cache, layout, temperature and seed. NFE: the reference's in the next column.",
         "",
         "| temperature | samples | identical | identical % |",
         "|--:|--:|--:|--:|",
@@ -102,7 +110,7 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
         lines.append(f"| {t} | {n} | {ok} | {100 * ok / n:.1f} |")
     for keys, title in ((("arch", "mode"), "architecture and cache/layout"), (("setting",), "tree setting")):
         lines += ["", f"By {title}:", ""]
-        lines.append("| T | " + " | ".join(keys) + " | n | identical | NFE | stepwise NFE | diverging at |")
+        lines.append("| T | " + " | ".join(keys) + " | n | identical | NFE | reference NFE | diverging at |")
         lines.append("|--:|" + ":--|" * len(keys) + "--:|--:|--:|--:|:--|")
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for r in rows:

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 
 from ssd.config import register
@@ -91,6 +92,7 @@ def settings() -> list[tuple[str, list[str]]]:
 
 def row(name: str, folder: Path) -> dict:
     s = json.loads((folder / "summary.json").read_text())
+    block = yaml.safe_load((folder / "config.yaml").read_text())["decoder"]["block_length"]
     shapes = {tuple(map(int, k.split("/"))): n for k, n in s["forward_shape_histogram"].items()}
     verify = {shape: n for shape, n in shapes.items() if shape != (1, 1)}  # a 1-row whole forward: a refresh
     forwards = sum(verify.values())
@@ -107,7 +109,7 @@ def row(name: str, folder: Path) -> dict:
         "mean_whole": sum(f * n for (_, f), n in verify.items()) / forwards if forwards else 0.0,
         "refreshes": shapes.get((1, 1), 0) / s["n_samples"],
         "projected_tokens_per_s": s["total_generated_tokens"]
-        / shapes_seconds(s["forward_shape_histogram"], H100),
+        / shapes_seconds(s["forward_shape_histogram"], H100, block),
         "environment": s.get("environment", {}),
     }
 

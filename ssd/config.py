@@ -85,11 +85,26 @@ class FastDLLMConfig(DecoderConfig):
     # tau: commit every masked position with confidence >= tau (top-1 always)
     threshold: float = knob(0.9, FRACTION)
     factor: float = knob(1.0, POSITIVE)  # f: commit the top n while (n + 1) * (1 - c_(n)) < f (top-1 always)
+    # bit_exact: the rows each forward is padded to (set by the speculation run it is the reference of)
+    pad_rows: int = knob(1, POSITIVE_INT)
+
+
+class StepPolicy(str, Enum):
+    """The decoder whose steps SSD speculates over (ssd/decoders/policy.py); its output is SSD's."""
+
+    stepwise = "stepwise"
+    fast_dllm = "fast_dllm"  # Fast-dLLM's rule, threshold or factor (decoder.rule, .threshold, .factor)
 
 
 @dataclass
 class SSDConfig(DecoderConfig):
     name: str = "ssd"
+    # whose steps are speculated, and so whose output SSD reproduces: stepwise's (the paper's SSD) or
+    # Fast-dLLM's with these rule knobs (the same knobs and defaults as decoder=fast_dllm)
+    policy: StepPolicy = StepPolicy.stepwise
+    rule: ParallelRule = ParallelRule.threshold
+    threshold: float = knob(0.9, FRACTION)
+    factor: float = knob(1.0, POSITIVE)
     draft_length: int = knob(4, POSITIVE_INT)  # N: the chain's drafts per iteration (unused by a tree)
     tree: str = ""  # a verification tree shape (ssd/decoders/tree.py), e.g. "0-1-00"; "": the chain
     tree_budget: int = knob(0, NON_NEGATIVE)  # > 0: an adaptive tree of at most this many rows (adaptive.py)
@@ -127,7 +142,32 @@ class SSDConfig(DecoderConfig):
                 "decoder.seed_next_block with decoder.bit_exact needs a cache (without one the seeds are "
                 "rows of the padded forward, not the reference's refresh): set decoder.cache or drop one"
             )
-        return problems
+        return problems + self.policy_problems()
+
+    def policy_problems(self) -> list[str]:
+        """Knobs outside the chosen policy's meaning: Fast-dLLM's rule under stepwise, shapes under a rule."""
+        if self.policy == StepPolicy.stepwise:
+            rule = FastDLLMConfig()
+            if (self.rule, self.threshold, self.factor) != (rule.rule, rule.threshold, rule.factor):
+                return [
+                    "decoder.rule, decoder.threshold and decoder.factor choose Fast-dLLM's steps, and "
+                    "decoder.policy=stepwise speculates over stepwise's: set decoder.policy=fast_dllm or "
+                    "drop them"
+                ]
+            return []
+        if self.tree:
+            return [
+                "decoder.tree names single commits, stepwise's steps; decoder.policy=fast_dllm commits sets: "
+                "use decoder.tree_budget (an adaptive tree) or decoder.draft_length (a chain) instead"
+            ]
+        if self.tree_calibration:
+            return [
+                "decoder.tree_calibration is a draft graph of stepwise's single commits; decoder.policy="
+                "fast_dllm commits sets: drop decoder.tree_calibration (its adaptive tree is drafts.py's)"
+            ]
+        if self.rule == ParallelRule.factor and self.factor <= 0:
+            return [f"decoder.factor must be positive (got {self.factor})"]
+        return []
 
     def relations(self) -> list[str]:
         problems = self.tree_problems()
@@ -209,20 +249,28 @@ class MATHConfig(BenchmarkConfig):
 
 
 @dataclass
-class HumanEvalConfig(BenchmarkConfig):
-    """HumanEval as lm-eval's humaneval, 0-shot, pass@1 (ssd/benchmarks/humaneval.py)."""
+class CodeConfig(BenchmarkConfig):
+    """What the code benchmarks share: generated programs graded in the sandbox (ssd/sandbox/)."""
 
-    name: str = "humaneval"
     timeout: float = knob(10.0, POSITIVE)  # wall seconds per program in the sandbox
+    # The sandbox's isolation; part of a run's identity. auto = SSD_SANDBOX if set, else the best that
+    # works here; the runner records the one that grades (none: uncontained, README "Running generated code")
+    sandbox: str = knob("auto", Choices(("auto", "bwrap", "ns", "none")))
 
 
 @dataclass
-class MBPPConfig(BenchmarkConfig):
+class HumanEvalConfig(CodeConfig):
+    """HumanEval as lm-eval's humaneval, 0-shot, pass@1 (ssd/benchmarks/humaneval.py)."""
+
+    name: str = "humaneval"
+
+
+@dataclass
+class MBPPConfig(CodeConfig):
     """MBPP (full test split) as lm-eval's mbpp, pass@1 (ssd/benchmarks/mbpp.py)."""
 
     name: str = "mbpp"
     num_fewshot: int = knob(3, NON_NEGATIVE)  # task_ids 2, 3, 4 of the prompt split (0..3)
-    timeout: float = knob(10.0, POSITIVE)  # wall seconds per program in the sandbox
 
 
 @dataclass
@@ -232,7 +280,8 @@ class ArithConfig(BenchmarkConfig):
     name: str = "arith"
     chat: bool = False  # plain-text prompts: what the shipped arith checkpoints were trained on
     seed: int = knob(0, Free("any integer picks a test split"))  # disjoint from training data for any seed
-    size: int = knob(200, POSITIVE_INT)  # how many
+    # how many test problems: each takes ~0.5 ms to draw (a job draws only those it reads: its `limit`)
+    size: int = knob(200, Bounds(lo=1, hi=10_000))
 
 
 class WandbMode(str, Enum):

@@ -11,7 +11,9 @@ lm-eval's own CLI with this module imported first:
 `lm_eval.simple_evaluate(model="ssd", model_args={...}, ...)`.
 
 model_args are Hydra overrides of the project's config (conf/), composed as `python -m ssd.run` composes
-them: `model=…`, `decoder=…` pick options, dotted keys set fields (`model.path=…`,
+them, except that the base config's benchmark frame (arith's gen 24, block 8) does not apply: the
+decoder's own defaults do. `model=…` (name it: the base config's is the embedded arith model),
+`decoder=…` pick options, dotted keys set fields (`model.path=…`,
 `decoder.gen_length=256`, `decoder.block_length=32`, `decoder.cache=dual`), `seed=…` the sampling seed.
 lm-eval's `device` sets `model.device` (unless model_args set it; a CUDA device where there is none is
 ignored, as lm-eval's CLI always passes cuda:0); `batch_size` is ignored (one prompt per decode).
@@ -59,7 +61,9 @@ def _override(key: str, value: Any) -> str:
 
 
 def compose_config(overrides: list[str]) -> Any:
-    """The run config from Hydra overrides, composed exactly as `python -m ssd.run` composes it."""
+    """The run config from Hydra overrides, composed as `python -m ssd.run` composes it, but without the
+    base config's benchmark frame (conf/frame/): lm-eval's task is the benchmark here, so the decoder keeps
+    its own defaults (gen 256, ...) unless model_args set them."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -73,7 +77,7 @@ def compose_config(overrides: list[str]) -> Any:
         GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
+            cfg = compose("config", overrides=["~frame", *overrides])
     except Exception as e:  # Hydra's composition errors: one line, with the overrides given
         raise SSDError(f"model_args {overrides} do not compose: {explain(e, overrides)}") from None
     check_config(resolve(cfg))  # every value present, typed, in the schema and in its range

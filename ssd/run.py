@@ -1,6 +1,7 @@
 """The runner: `python -m ssd.run model=… decoder=… benchmark=… [limit=…]` (add `-m` to sweep).
 
 One job = one (model, decoder, benchmark, settings) combination = one run folder (ssd/results/runfolder.py).
+What is not named comes from the base config (conf/config.yaml): the embedded model on its task.
 Jobs are idempotent: a finished job is skipped, an interrupted one resumes after its last recorded
 sample, so a sweep can simply be launched again (Hydra has no sweep resume of its own), and a Slurm job
 that is requeued (`hydra/launcher=submitit_slurm`, conf/hydra/launcher/) continues where it stopped.
@@ -15,16 +16,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ssd.config import RunConfig, parse_shard, register
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
 from ssd.registry import did_you_mean
-from ssd.results.progress import Progress, headline, heartbeat
-from ssd.results.runfolder import RunFolder, aggregate, config_hash, first_difference
+from ssd.results.progress import UNCONTAINED, UNCONTAINED_WHY, Progress, headline, heartbeat
+from ssd.results.provenance import environment, peak_memory, reset_peak_memory
+from ssd.results.runfolder import RunFolder, config_hash
+from ssd.results.summary import aggregate, first_difference
+from ssd.results.timing import paired_record, set_threads, timed
 from ssd.results.verify import verified_done
 from ssd.validate import check_config, check_device, hydra_errors
 
@@ -34,8 +38,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # here at import, so that it holds in a submitit job too (which imports this module to unpickle the task).
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 GROUPS = ("model", "decoder", "benchmark", "experiment")
-# What `python -m ssd.run` runs without arguments: a job of the default sweep, offline, in seconds on a CPU.
-FIRST_JOB = ("+experiment=default", "+experiment/arith=ssd_n4")
+RANDOM_MODELS = ("tiny_llada", "tiny_dream")  # conf/model/ options with random weights (`make tiny`)
 # `group=a,b` with an optional `+`/`++` prefix; sweep functions and interpolations are left to Hydra.
 CHOICE = re.compile(r"^\+{0,2}(?P<group>" + "|".join(GROUPS) + r")=(?P<value>[^()\[\]{}$]*)$")
 
@@ -58,6 +61,16 @@ def check_choices(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
                 raise SSDError(
                     f"unknown {group} '{name}' (no conf/{group}/{name}.yaml): {did_you_mean(name, known)}"
                 )
+
+
+def say_if_random(argv: Sequence[str]) -> None:
+    """One line when the command line chooses a random-weight model: its answers are no model's."""
+    names = [v.strip() for m in map(CHOICE.match, argv) if m and m[1] == "model" for v in m[2].split(",")]
+    if random := [name for name in names if name in RANDOM_MODELS]:
+        note = "has random weights (a test fixture: its answers are noise, its accuracy means nothing)"
+        print(
+            f"note: model={','.join(random)} {note}; the default is the trained model=arith_llada", flush=True
+        )
 
 
 def resolve(cfg: DictConfig) -> dict[str, Any]:
@@ -147,32 +160,42 @@ def reference_tokens(cfg: DictConfig, decoder: Any, models: dict[str, Any]) -> d
     return {r["id"]: r["tokens"] for r in folder.read_samples()}
 
 
+def paired_reference(decoder: Any) -> Any:
+    """The reference decoder timed beside each sample under `timing.paired` (None: it has none)."""
+    reference = decoder.reference_config()
+    if reference is None:
+        return None
+    from ssd.decoders import DECODERS
+
+    return DECODERS.get(reference.name)(reference)
+
+
 def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -> Path:
-    """Run (or resume, or skip) one job and return its run folder."""
+    """Run (or resume, or skip) one job and return its run folder.
+
+    In order: the config resolved and checked (ssd/validate.py); its run folder (ssd/results/runfolder.py),
+    skipped if done and its summary still given by its samples (ssd/results/verify.py); the benchmark,
+    decoder and model; the reference's tokens (an ordinary job of its own); every remaining sample
+    decoded, metered (ssd/results/timing.py), graded and appended; the summary, aggregated from the
+    samples as written (ssd/results/summary.py), written last."""
     models = {} if models is None else models
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
     resolved = resolve(cfg)
     check_config(resolved)
+    uncontained = _pin_sandbox(cfg, resolved)
     folder = RunFolder.for_config(resolved)
     if verified_done(folder):
-        print(f"done: {folder.path}", flush=True)
+        print(f"done: {folder.path}{uncontained}", flush=True)
         return folder.path
     check_device(resolved["model"]["device"])
-    from ssd.results.provenance import reset_peak_memory
-
     reset_peak_memory(_device(resolved["model"]["device"]))
     shard = parse_shard(resolved.get("shard"))
-    from ssd.results.timing import paired_reference, set_threads
-
     threads = set_threads(resolved["timing"]["threads"])
     benchmark, decoder, model = _parts(cfg, models)
     references = reference_tokens(cfg, decoder, models)
     paired = paired_reference(decoder) if resolved["timing"]["paired"] else None
-    # (index in the unsharded job, sample): a sample keeps its index, and so its seed, in any shard
-    indexed = list(enumerate(benchmark.samples()[: resolved["limit"]]))
-    if shard is not None:
-        indexed = indexed[shard[0] :: shard[1]]
+    indexed = benchmark.selected(resolved["limit"], shard)  # (index in the unsharded job, sample)
     samples = [s for _, s in indexed]
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
@@ -203,6 +226,21 @@ def run_job(cfg: DictConfig | RunConfig, models: dict[str, Any] | None = None) -
         if where:
             print(f"wandb: written to {where} (an offline run uploads with `wandb sync {where}`)", flush=True)
     return folder.path
+
+
+def _pin_sandbox(cfg: DictConfig, resolved: dict[str, Any]) -> str:
+    """A code benchmark's isolation is part of its run's identity (the folder's hash): `auto` becomes the
+    one that grades here, so runs graded under different isolations never share a folder. Under `none`
+    the job says so first, and its last line too (returned)."""
+    bench = resolved["benchmark"]
+    if bench.get("sandbox") == "auto":
+        from ssd.sandbox import mechanism
+
+        bench["sandbox"] = cfg.benchmark.sandbox = mechanism().isolation
+    if bench.get("sandbox") != "none":
+        return ""
+    print(f"{UNCONTAINED}: {UNCONTAINED_WHY}", flush=True)
+    return f" ({UNCONTAINED})"
 
 
 def _device(name: str) -> str:
@@ -246,18 +284,16 @@ def _generate(
         decoder.generate(model, prompts[todo[0][0]][1], seed=0)
         if paired is not None:
             paired.generate(model, prompts[todo[0][0]][1], seed=0)
-    from ssd.results.timing import timed as _timed
-
     for number, lo in enumerate(range(0, len(todo), batch_size)):
         batch = todo[lo : lo + batch_size]
         seeds = [sample_seed(seed, index) for index, _ in batch]
         ids = [prompts[index][1] for index, _ in batch]
         with heartbeat(f"sample {batch[0][1].id}"):
             if paired is not None and number % 2:
-                references, ref_timing = _timed(paired, model, ids, seeds)
-            generations, timing = _timed(decoder, model, ids, seeds)
+                references, ref_timing = timed(paired, model, ids, seeds)
+            generations, timing = timed(decoder, model, ids, seeds)
             if paired is not None and not number % 2:
-                references, ref_timing = _timed(paired, model, ids, seeds)
+                references, ref_timing = timed(paired, model, ids, seeds)
         refs = [None] * len(batch) if paired is None else [(r, ref_timing) for r in references]
         for (index, sample), seed_, gen, ref in zip(batch, seeds, generations, refs, strict=True):
             recorder.record(index, sample, prompts[index][0], seed_, gen, timing, ref)
@@ -293,8 +329,6 @@ class Recorder:
         record |= {"completion": completion, "generated_tokens": generated, **asdict(gen), **asdict(score)}
         record["timing"] = timing
         if ref is not None:
-            from ssd.results.timing import paired_record
-
             ours = (generated, gen.wall_seconds, timing["cpu_seconds"])
             theirs = (self.count(ref[0].tokens)[1], ref[0].wall_seconds, ref[1]["cpu_seconds"])
             record["paired"] = paired_record(self.paired_name, ours, theirs)
@@ -315,8 +349,6 @@ class Recorder:
 def _summary(
     folder: RunFolder, resolved: dict[str, Any], samples: list[dict[str, Any]], model: Any, threads: int
 ) -> dict[str, Any]:
-    from ssd.results.provenance import environment, peak_memory
-
     digest = config_hash(resolved)
     return {
         "run": folder.path.name,
@@ -328,12 +360,6 @@ def _summary(
         **peak_memory(model.device),
         "environment": environment(str(model.device), seed=resolved["seed"], config_hash=digest),
     }
-
-
-def fail(error: SSDError) -> NoReturn:
-    """The one way a user error ends the program: one line on stderr, exit status 2."""
-    print("error: " + " ".join(str(error).split()), file=sys.stderr, flush=True)
-    sys.exit(2)
 
 
 def _task(cfg: DictConfig) -> None:
@@ -348,17 +374,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        print(
-            f"no arguments: the embedded default, SSD (N=4) on arith, one job of `make sweep` (= python -m "
-            f"ssd.run {' '.join(FIRST_JOB)}); name model=, decoder=, benchmark= for anything else",
-            flush=True,
-        )
-        argv = list(FIRST_JOB)
     try:
         check_choices(argv)
     except SSDError as e:
         fail(e)
+    say_if_random(argv)
     register()
     sys.argv = [sys.argv[0], *argv]
     # The task by its importable name: under `python -m ssd.run` this file is __main__, and submitit must

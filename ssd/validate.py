@@ -93,7 +93,12 @@ def check_config(resolved: dict[str, Any]) -> None:
         values = resolved.get(section)
         if isinstance(values, dict):
             _check_section(section, schema_for(section, values), values)
-    parse_shard(resolved.get("shard"))
+    shard, limit = parse_shard(resolved.get("shard")), resolved.get("limit")
+    if shard is not None and limit is not None and shard[0] >= limit:  # known before the data is read
+        raise SSDError(
+            f"shard={resolved['shard']} selects none of the job's limit={limit} samples: split them into "
+            f"at most {limit} shards (shard=i/n with n <= {limit})"
+        )
 
 
 def check_device(name: str) -> None:

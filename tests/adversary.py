@@ -4,7 +4,8 @@
 under a hard cap of its own: a cgroup with pids.max and a memory limit, or RLIMIT_NPROC for a dedicated
 uid) writes, per case, the verdict, the candidate's stdout and the details, plus what the driver saw
 from the outside: the canary file, connections to a localhost listener, SysV IPC and /dev/shm left
-behind. `--hang ISOLATION` grades one sleeping candidate, for a test that kills this process meanwhile.
+behind. `--hang ISOLATION` grades one sleeping candidate, for a test that kills this process meanwhile;
+`--start ISOLATION` only starts the sandbox, as a harness does first (removing stale sandbox folders).
 Nothing here needs more than the standard library and ssd.sandbox.grader.
 """
 
@@ -65,7 +66,7 @@ def sysv_keys() -> list[str]:
 
 def main(isolation: str | None, out: str, key: str, only_harmless: bool) -> int:
     from ssd.errors import SSDError
-    from ssd.sandbox.grader import Job, Limits, grade, mechanism
+    from ssd.sandbox.grader import HERE, Job, Limits, grade, mechanism
 
     isolation = None if isolation == "default" else isolation
     try:
@@ -82,16 +83,19 @@ def main(isolation: str | None, out: str, key: str, only_harmless: bool) -> int:
     listener = Listener()
     try:
         ctx = {"canary": str(canary), "key": key, "port": str(listener.port), "harness": str(os.getpid())}
-        catalogue = cases(ctx)
+        ctx["checker"] = str(HERE / "checker.py")  # of the copy this driver runs from (sandbox_modes.py)
+        catalogue = {n: c for n, c in cases(ctx).items() if not (only_harmless and c.harmful)}
         limits = Limits(memory_bytes=512 << 20, tmpfs_bytes=16 << 20, file_bytes=8 << 20, nproc=32)
         names, results = [], []
-        for hangs, timeout in ((True, 2.0), (False, 30.0)):  # a generous clock for what should end soon
-            batch = [
-                n for n, c in catalogue.items() if c.hangs == hangs and not (only_harmless and c.harmful)
-            ]
+        # The ones that hang, with a short clock; the rest at once, with a generous one for what should end
+        # soon; then, one at a time, those that change files (their effect on what is graded next shows).
+        batches = [([n for n, c in catalogue.items() if c.hangs], 2.0, 6)]
+        batches.append(([n for n, c in catalogue.items() if not c.hangs and not c.last], 30.0, 6))
+        batches += [([n], 30.0, 1) for n, c in catalogue.items() if c.last]
+        for batch, timeout, workers in batches:
             jobs = [Job(catalogue[n].code, catalogue[n].tests, catalogue[n].remote) for n in batch]
             names += batch
-            results += grade(jobs, timeout, workers=6, limits=limits, isolation=isolation)
+            results += grade(jobs, timeout, workers=workers, limits=limits, isolation=isolation)
     finally:
         listener.close()
     report = {
@@ -135,5 +139,9 @@ def hang(isolation: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--hang":
         hang(sys.argv[2])
+    elif sys.argv[1] == "--start":  # what a harness does first (it sweeps stale sandbox folders)
+        from ssd.sandbox.grader import mechanism
+
+        mechanism(sys.argv[2])
     else:
         sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:] == ["--only-harmless"]))

@@ -1,5 +1,6 @@
 """Adversarial candidates for the code sandbox: over 40 programs, by category (tests/adversary.py grades
-them, tests/sandbox_modes.py in every mode this machine can create).
+them, tests/sandbox_modes.py in every mode this machine can create; the forgeries are in
+tests/adversary_forgeries.py).
 
 Every case is graded by `assert f(2, 3) == 5` against the candidate's `f` (an addition), unless it says
 otherwise. A case expects "pass" (a correct program, whatever else it does) or "fail" (a forgery or a
@@ -9,23 +10,11 @@ asserts no marker appears.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-SECRET = "ssd-adversary-secret-5e7a"
-MARKERS = ("LEAK", "READ", "CONNECTED", "ATTACHED", "KILLED", "FOUND", "WROTE", "MOVED", "ESCAPED")
-ADD = "def f(a, b):\n    return a + b\n"
+from adversary_forgeries import ADD, MARKERS, SECRET, WRONG, Case, forgeries
 
-
-@dataclass(frozen=True)
-class Case:
-    category: str
-    code: str
-    expect: str  # pass | fail
-    tests: str = "assert f(2, 3) == 5"
-    remote: tuple[str, ...] = ("f",)
-    harmful: bool = True  # run only where the sandbox contains (not under isolation 'none')
-    hangs: bool = False  # ends only at the timeout: graded in a batch with a short one
+__all__ = ["ADD", "MARKERS", "SECRET", "Case", "cases"]
 
 
 def cases(ctx: dict[str, str]) -> dict[str, Case]:
@@ -85,102 +74,15 @@ def cases(ctx: dict[str, str]) -> dict[str, Case]:
             tests="try:\n    f(1)\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError",
             harmful=False,
         ),
-        # --- forgeries: impossible by construction ---------------------------------------------------
-        "forge_print_nonce": Case(
-            "forgery",
-            "import os, re, sys\nsrc = open('/srv/candidate.py').read()\n"
-            "for m in re.findall(r'__ssd\\w+__', src):\n    print(m)\nprint('__ssd_sandbox_done_0__')\n"
-            "sys.stdout.flush()\nos._exit(0)\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_nonce_from_code_constants": Case(
-            "forgery",
-            "import gc, os, sys\nfor o in gc.get_objects():\n    if type(o).__name__ == 'code':\n"
-            "        for c in o.co_consts:\n            if isinstance(c, str) and 'ssd' in c:\n"
-            "                print(c)\nos.write(1, b'done\\n')\nos._exit(0)\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_always_equal": Case(
-            "forgery",
-            "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\n"
-            "def f(a, b):\n    return E()\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_always_equal_int_subclass": Case(
-            "forgery",
-            "class E(int):\n    def __eq__(self, o):\n        return True\n    __hash__ = int.__hash__\n"
-            "def f(a, b):\n    return E(0)\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_always_equal_str_subclass": Case(
-            "forgery",
-            "class E(str):\n    def __eq__(self, o):\n        return True\n    __hash__ = str.__hash__\n"
-            "def f(a, b):\n    return E('x')\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_settrace_skip_asserts": Case(
-            "forgery",
-            "import sys\ndef tracer(frame, event, arg):\n    frame.f_globals['check'] = lambda c: None\n"
-            "    return tracer\nsys.settrace(tracer)\nsys.setprofile(tracer)\n"
-            "import builtins\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n"
-            "def f(a, b):\n    return 0\n",
-            "fail",
-            tests="def check(candidate):\n    assert candidate(2, 3) == 5\ncheck(f)",
-            harmful=False,
-        ),
-        "forge_monkeypatch_encoder": Case(
-            "forgery",
-            "import sys\nserver = sys.modules['__main__']\n"
-            "server.encode = lambda v, depth=0: {'passed': True, 'verdict': 'pass'}\n"
-            'server.dumps = lambda m: b\'{"passed": true}\\n{"ready": true}\\n\'\n'
-            "def f(a, b):\n    return 0\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_write_verdict_to_every_fd": Case(
-            "forgery",
-            "import os\nfor fd in range(3, 256):\n    try:\n"
-            '        os.write(fd, b\'{"ok": 5}\\n{"passed": true}\\n\')\n    except OSError:\n        pass\n'
-            "def f(a, b):\n    return 0\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_exit_zero_at_load": Case("forgery", "import os\nos._exit(0)\n" + ADD, "fail", harmful=False),
-        "forge_sys_exit_in_call": Case(
-            "forgery", "import sys\ndef f(a, b):\n    sys.exit(0)\n", "fail", harmful=False
-        ),
-        "forge_garbage_reply": Case(
-            "forgery",
-            "import os\ndef f(a, b):\n    for fd in range(3, 64):\n        try:\n"
-            "            os.write(fd, b'[[[[[[' * 100000 + b'\\n')\n"
-            "        except OSError:\n            pass\n"
-            "    os._exit(0)\n",
-            "fail",
-            harmful=False,
-        ),
-        "forge_closes_protocol_fds": Case(
-            "forgery", "import os\nfor fd in (3, 4):\n    os.close(fd)\n" + ADD, "fail", harmful=False
-        ),
-        "forge_generator_result": Case(
-            "forgery", "def f(a, b):\n    return (x for x in [a + b])\n", "fail", harmful=False
-        ),
-        "forge_deep_nesting": Case(
-            "forgery",
-            "def f(a, b):\n    x = []\n    for _ in range(100000):\n        x = [x]\n    return x\n",
-            "fail",
-            harmful=False,
-        ),
+        **forgeries(ctx),
         # --- the answer key and the harness's secrets --------------------------------------------------
         "read_answer_key": Case(
             "answer key",
             probe + f"def f(a, b):\n    try:\n        open({key!r}).read(100)\n        print('READ')\n"
             "    except OSError:\n        pass\n    return a + b\n",
             "pass",
+            harmful=False,
+            user_none="reads your files",
         ),
         "walk_for_answer_key": Case(
             "answer key",
@@ -234,6 +136,17 @@ def cases(ctx: dict[str, str]) -> dict[str, Case]:
             "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
             "        time.sleep(1000)\n    os._exit(0)\n" + ADD,
             "pass",
+            harmful=False,
+        ),
+        "escape_by_killing_the_launcher": Case(
+            "processes",
+            "import os, signal, time\nlauncher = os.getppid()\nif os.fork() == 0:\n    os.setsid()\n"
+            "    os.closerange(3, 1024)\n"
+            "    try:\n        os.kill(launcher, signal.SIGKILL)\n    except OSError:\n        pass\n"
+            "    time.sleep(1000)\ntime.sleep(0.5)\n" + WRONG,
+            "fail",
+            harmful=False,
+            user_none="a process that kills its launcher leaves what the harness can see",
         ),
         "children_outlive_timeout": Case(
             "processes",
@@ -250,6 +163,7 @@ def cases(ctx: dict[str, str]) -> dict[str, Case]:
             "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
             "        time.sleep(1000)\n" + ADD,
             "pass",
+            harmful=False,
         ),
         "infinite_loop_at_load": Case("processes", "while True:\n    pass\n", "fail", hangs=True),
         "sleep_in_call": Case(

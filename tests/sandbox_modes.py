@@ -7,6 +7,10 @@ with bubblewrap (`user-bwrap`) and uncontained (`user-none`); without root, the 
 current user. Under `none` only the controls and the forgeries run: that mode contains nothing, so the
 harmful ones would hit this machine.
 
+Every driver runs from a copy of the sandbox package and of the HumanEval answer key (written as `make
+data` writes it), owned by the user it runs as, as a user owns their checkout: what a program under
+`none` changes or reads is that copy, never this checkout.
+
 Every driver (tests/adversary.py) runs under a hard cap set before anything starts, so that a
 containment regression fails a test instead of exhausting the machine: as root, a cgroup (pids.max,
 memory limit; the sandbox's groups nest inside it); for the unprivileged user, also RLIMIT_NPROC on its
@@ -18,7 +22,7 @@ written grows past 256 MiB (RLIMIT_FSIZE), whatever the sandbox's own limit does
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import os
 import pwd
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -38,7 +43,10 @@ from ssd.sandbox import cgroups  # noqa: E402
 from ssd.sandbox.cage import _kill_all, uid_members  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-ADVERSARY = Path(__file__).resolve().parent / "adversary.py"
+TESTS = Path(__file__).resolve().parent
+# What a driver runs from (tests/adversary.py, its cases, and what they import of ssd)
+CODE = ["ssd/__init__.py", "ssd/errors.py", "ssd/sandbox", "tests/adversary.py", "tests/adversary_cases.py"]
+CODE.append("tests/adversary_forgeries.py")
 USER = os.environ.get("SSD_TEST_USER", "ssdtest")
 ROOT = os.geteuid() == 0
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -54,7 +62,7 @@ MODES = {  # name: (runs as USER, isolation, only the harmless cases)
     "user-bwrap": (True, "bwrap", False),
     "user-none": (True, "none", True),
 }
-CATALOGUE = adversary_cases.cases({"canary": "/c", "key": "/k", "port": "1", "harness": "1"})
+CATALOGUE = adversary_cases.cases({"canary": "/c", "key": "/k", "port": "1", "harness": "1", "checker": "/x"})
 KEY = REPO / "data" / "humaneval" / "test.jsonl"
 
 
@@ -71,8 +79,6 @@ def unavailable(mode: str) -> str | None:
             return f"no user {USER!r} to run the unprivileged modes as (useradd --system {USER})"
         if not os.path.exists(SYSTEM_PYTHON):
             return f"{SYSTEM_PYTHON} is missing"
-        if not _user_can_import():
-            return f"user {USER} cannot import ssd from {REPO} with {SYSTEM_PYTHON} (folder permissions?)"
     if ROOT and not as_user:
         probe = cgroups.create(f"ssd-test-probe-{os.getpid()}-{time.monotonic_ns()}", 8, 1 << 30)
         if probe is None:
@@ -83,11 +89,28 @@ def unavailable(mode: str) -> str | None:
     return None
 
 
-@functools.cache
-def _user_can_import() -> bool:
-    probe = ["setpriv", "--reuid", USER, "--regid", USER, "--clear-groups", "--", "env", "-i"]
-    probe += [f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-c", "import ssd.sandbox.grader"]
-    return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+@contextlib.contextmanager
+def copied(as_user: bool) -> Iterator[Path]:
+    """A folder holding what a driver runs from (CODE) and data/humaneval/test.jsonl, written by the
+    project's own writer (so with the permissions `make data` gives it), owned by the driver's user."""
+    from ssd.benchmarks.data import write_atomic
+
+    root = Path(tempfile.mkdtemp(prefix="ssd-adversary-code-"))
+    try:
+        root.chmod(0o755)  # as a checkout's folder usually is
+        for rel in CODE:
+            copy = shutil.copytree if (REPO / rel).is_dir() else shutil.copy2
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            copy(REPO / rel, root / rel)
+        key = KEY.read_bytes() if KEY.exists() else b'{"canonical_solution": "    return a + b"}\n'
+        write_atomic(root / "data" / "humaneval" / "test.jsonl", key)
+        if as_user and ROOT:
+            for folder, _, files in os.walk(root):
+                for path in [folder, *(os.path.join(folder, f) for f in files)]:
+                    shutil.chown(path, USER, USER)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Cap:
@@ -163,21 +186,25 @@ def _own_tasks() -> int:
     return tasks
 
 
-def driver_argv(as_user: bool, args: list[str], **extra_env: str) -> tuple[list[str], dict[str, str]]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8", **extra_env}
+def driver_argv(
+    as_user: bool, code: Path, args: list[str], **extra_env: str
+) -> tuple[list[str], dict[str, str]]:
+    """The driver's command line, run from `code` (a folder from `copied`)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(code), "LANG": "C.UTF-8", **extra_env}
     env["SSD_ADVERSARY_SECRET"] = adversary_cases.SECRET  # what the leak probes look for
     python = SYSTEM_PYTHON if (as_user and ROOT) else sys.executable
-    return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, str(ADVERSARY), *args], env
+    driver = str(code / "tests" / "adversary.py")
+    return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, driver, *args], env
 
 
 def run_all_modes() -> dict:
     """Every available mode's driver, all at once, each under its own cap; mode -> report or skip reason."""
     out = Path(tempfile.mkdtemp(prefix="ssd-adversary-out-"))
     out.chmod(0o777)
-    key = str(KEY.resolve()) if KEY.exists() else str(ADVERSARY)
     found: dict = {}
     drivers: list[subprocess.Popen] = []  # every driver started
     caps: list[Cap] = []  # every cap not yet closed
+    copies = contextlib.ExitStack()
     try:
         # The two user modes share one uid (its processes are what is checked): one after the other.
         for wave in ([m for m in MODES if m != "user-none"], ["user-none"]):
@@ -190,7 +217,9 @@ def run_all_modes() -> dict:
                     continue
                 cap = Cap(mode, as_user)
                 caps.append(cap)
-                argv, _ = driver_argv(as_user, [isolation, str(out / f"{mode}.json"), key])
+                code = copies.enter_context(copied(as_user))
+                key = str(code / "data" / "humaneval" / "test.jsonl")
+                argv, _ = driver_argv(as_user, code, [isolation, str(out / f"{mode}.json"), key])
                 argv += ["--only-harmless"] if harmless else []
                 proc = subprocess.Popen(
                     [*cap.prefix, *argv],
@@ -206,8 +235,13 @@ def run_all_modes() -> dict:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     log, _ = proc.communicate()
-                time.sleep(0.2)  # the kernel finishes tearing namespaces down
+                deadline = (
+                    time.monotonic() + 3
+                )  # the kernel finishes tearing namespaces down (slow under load)
+                while cap.left() and time.monotonic() < deadline:
+                    time.sleep(0.1)
                 left = cap.left()
+                what = {pid: _cmdline(pid) for pid in left}  # to say what it was, should it fail
                 cap.close()
                 caps.remove(cap)
                 path = out / f"{mode}.json"
@@ -217,13 +251,21 @@ def run_all_modes() -> dict:
                     "returncode": proc.returncode,
                     "log": log.decode()[-3000:],
                     "left": left,
+                    "left_cmdlines": what,
                 }
     except BaseException:
         _abandon(drivers, caps)
         raise
     finally:
+        copies.close()
         shutil.rmtree(out, ignore_errors=True)
     return found
+
+
+def _cmdline(pid: int) -> str:
+    with suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+    return "?"
 
 
 def _abandon(drivers: list[subprocess.Popen], caps: list[Cap]) -> None:
@@ -241,16 +283,19 @@ def _abandon(drivers: list[subprocess.Popen], caps: list[Cap]) -> None:
             cap.close()
 
 
-def violations(case: str, result: dict) -> list[str]:
-    """What went wrong with one graded case: a wrong verdict, a marker of an escape, a broken cap."""
+def violations(case: str, result: dict, mode: str) -> tuple[list[str], list[str]]:
+    """What went wrong with one graded case in `mode`: (violations, what the mode documents it cannot
+    stop) — a wrong verdict, a marker of an escape, survivors, a broken cap."""
     spec, found = CATALOGUE[case], []
     status, details, stdout = result["status"], result["details"], result["stdout"]
     if (status == "passed") != (spec.expect == "pass"):
         found.append(
             f"graded {status}, expected {spec.expect}: {details.get('reason')} {result['stderr'][-300:]}"
         )
-    found += [f"marker {m} in stdout: {stdout[-300:]}" for m in adversary_cases.MARKERS if m in stdout]
-    if details["survivors"] != 0:
+    escapes = [f"marker {m} in stdout: {stdout[-300:]}" for m in adversary_cases.MARKERS if m in stdout]
+    if details["survivors"] is None:  # not counted: the harness lost sight of the program's processes
+        escapes.append(f"survivors not seen: {details.get('survivors_unseen')}")
+    elif details["survivors"] != 0:
         found.append(f"{details['survivors']} processes survived")
     for line in stdout.splitlines():
         if line.startswith("WRITTEN ") and int(line.split()[1]) > (16 << 20):
@@ -258,11 +303,28 @@ def violations(case: str, result: dict) -> list[str]:
     for peak, cap in (("memory_peak", "memory_max"), ("pids_peak", "pids_max")):
         if cap in details and peak in details and details[peak] > details[cap]:
             found.append(f"{peak} {details[peak]} > {cap} {details[cap]}")
-    return found
+    if mode == "user-none" and spec.user_none:
+        return found, escapes
+    return found + escapes, []
+
+
+def counts(mode: str, report: dict) -> dict[str, int]:
+    """One mode's outcomes: verdicts forged (a case expected to fail passed), correct programs failed,
+    escapes (a probe's marker, or a program's processes out of sight), survivors, processes left."""
+    out = {"forged": 0, "failed correct": 0, "escapes": 0, "survivors": 0, "left": len(report["left"])}
+    for case, result in report["cases"].items():
+        expect = CATALOGUE[case].expect
+        out["forged"] += expect == "fail" and result["status"] == "passed"
+        out["failed correct"] += expect == "pass" and result["status"] != "passed"
+        out["escapes"] += any(m in result["stdout"] for m in adversary_cases.MARKERS)
+        out["escapes"] += result["details"]["survivors"] is None
+        out["survivors"] += result["details"]["survivors"] or 0
+    return out
 
 
 def table(found: dict) -> str:
-    """The suite as a Markdown table, case x mode -> status (and what went wrong, if anything)."""
+    """The suite as a Markdown table, case x mode -> status (and what went wrong, if anything), then
+    each mode's counts and what its driver saw."""
     modes = list(MODES)
     lines = ["| case | category | expect | " + " | ".join(modes) + " |", "|---" * (3 + len(modes)) + "|"]
     for case, spec in CATALOGUE.items():
@@ -275,15 +337,17 @@ def table(found: dict) -> str:
                 cells.append("not run")
             else:
                 result = report["cases"][case]
-                bad = violations(case, result)
-                cells.append(
-                    result["status"] + (" **VIOLATION: " + "; ".join(bad)[:120] + "**" if bad else "")
-                )
+                bad, documented = violations(case, result, mode)
+                cell = result["status"] + (" **VIOLATION: " + "; ".join(bad)[:120] + "**" if bad else "")
+                cells.append(cell + (f" (documented: {spec.user_none})" if documented else ""))
         lines.append(f"| {case} | {spec.category} | {spec.expect} | " + " | ".join(cells) + " |")
+    keys = ("forged", "failed correct", "escapes", "survivors", "left")
+    lines += ["", "| mode | " + " | ".join(keys) + " |", "|---" * (1 + len(keys)) + "|"]
     batch = []
     for mode in modes:
         report = found[mode]
         if not isinstance(report, str):
+            lines.append(f"| {mode} | " + " | ".join(str(v) for v in counts(mode, report).values()) + " |")
             keys = ("returncode", "left", "canary", "new_files", "accepted", "sysv", "shared_files")
             batch.append(f"- {mode}: " + ", ".join(f"{k}={report.get(k)!r}" for k in keys))
     return (

@@ -109,3 +109,24 @@ def test_registry_and_config() -> None:
         "size": 200,
     }
     assert resolved["model"]["path"].endswith("ssd/assets/arith-llada")
+
+
+def test_a_job_draws_only_the_samples_it_reads(monkeypatch) -> None:
+    """benchmark.size=10000 limit=2 draws 2 problems, not 10,000 (each takes ~0.5 ms); the first `limit`
+    of a larger size are those of a smaller one. A size past the bound is refused in one line."""
+    import ssd.benchmarks.arith as arith
+    from ssd.validate import check_config
+
+    drawn = []
+    monkeypatch.setattr(arith, "problems", lambda split, n, seed: drawn.append(n) or problems(split, n, seed))
+    assert bench(size=10_000).head(2) == bench(size=5).samples()[:2] and drawn == [2, 5]
+    assert [i for i, _ in bench(size=5).selected(None, (1, 2))] == [1, 3] and drawn[-1] == 5
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["benchmark=arith", "model=arith_llada", "benchmark.size=100000000"]
+        )
+    with pytest.raises(
+        SSDError, match=r"^benchmark.size=100000000 is out of range: pass a value in \[1, 10000\]"
+    ):
+        check_config(OmegaConf.to_container(cfg, resolve=True))

@@ -93,14 +93,14 @@ def test_misspelt_key_in_an_option_file_fails(tmp_path: Path) -> None:
     (conf / "model" / "badtype.yaml").write_text(
         "defaults:\n  - _schema\n  - _self_\n\nname: llada\npath: [1]\n"
     )
-    assert compose_run(["decoder=stepwise"], conf_dir=conf).decoder.gen_length == 256
+    assert compose_run(["decoder=stepwise", "benchmark=gsm8k"], conf_dir=conf).decoder.gen_length == 256
     for override in ("decoder=typo", "model=badtype"):
         with pytest.raises((HydraException, OmegaConfBaseException)):
             compose_run([override], conf_dir=conf)
 
 
 def test_stepwise_yaml_sets_the_documented_defaults() -> None:
-    cfg = compose_run(["decoder=stepwise"])
+    cfg = compose_run(["decoder=stepwise", "benchmark=gsm8k"])  # gsm8k has no frame of its own
     fields = {f.name for f in dataclasses.fields(DecoderConfig)}
     assert fields <= set(cfg.decoder.keys())
     assert (cfg.decoder.gen_length, cfg.decoder.block_length, str(cfg.decoder.cache.value)) == (
@@ -159,3 +159,57 @@ def test_cli_typo_is_one_line_with_a_suggestion() -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "did you mean 'stepwise'" in lines[0]
+
+
+# --- the base config: the embedded default, and the frame a benchmark carries ------------------------------
+
+
+def frame_of(cfg) -> tuple[int, int, str]:
+    return (cfg.decoder.gen_length, cfg.decoder.block_length, str(cfg.decoder.cache.value))
+
+
+def test_the_base_config_is_the_embedded_model_on_its_task() -> None:
+    cfg = compose_run([])
+    assert (cfg.model.name, cfg.model.path) == ("llada", "ssd/assets/arith-llada")
+    assert (cfg.benchmark.name, cfg.decoder.name, cfg.sweep, cfg.limit) == (
+        "arith",
+        "stepwise",
+        "adhoc",
+        None,
+    )
+    assert frame_of(cfg) == (24, 8, "dual")  # conf/frame/arith.yaml, not stepwise's own 256/32/none
+
+
+@pytest.mark.parametrize("decoder", options("decoder"))
+def test_the_benchmarks_frame_applies_over_every_decoders_defaults(decoder: str) -> None:
+    assert frame_of(compose_run([f"decoder={decoder}"])) == (24, 8, "dual")
+
+
+def test_explicit_decoder_settings_win_over_the_frame() -> None:
+    cfg = compose_run(["decoder=ssd", "decoder.block_length=4", "decoder.cache=prefix"])
+    assert frame_of(cfg) == (24, 4, "prefix")
+    # an experiment's own frame wins too (set after the benchmark's), and so does a swept value
+    cfg = compose_run(["+experiment=ssd_paper", "benchmark=arith", "decoder.block_length=32"])
+    assert frame_of(cfg) == (256, 32, "dual")
+
+
+def test_a_benchmark_without_a_frame_keeps_each_decoders_defaults() -> None:
+    assert frame_of(compose_run(["model=llada", "benchmark=gsm8k"])) == (256, 32, "none")
+    assert frame_of(compose_run(["model=llada", "benchmark=gsm8k", "decoder=fast_dllm"])) == (256, 32, "dual")
+    assert frame_of(compose_run(["model=llada", "benchmark=gsm8k", "decoder=ssd"])) == (256, 8, "dual")
+    cfg = compose_run(["model=llada", "benchmark=gsm8k", "decoder.gen_length=512"])
+    assert frame_of(cfg) == (512, 32, "none")
+
+
+def test_choosing_a_random_model_says_so_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    from ssd.run import say_if_random
+
+    say_if_random(["model=tiny_llada", "limit=3"])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("note: model=tiny_llada has random weights")
+    assert "model=arith_llada" in out
+    say_if_random(["-m", "model=llada,tiny_dream"])
+    assert capsys.readouterr().out.startswith("note: model=tiny_dream has random weights")
+    for argv in ([], ["model=arith_llada"], ["model=llada", "benchmark=gsm8k"], ["model.path=x"]):
+        say_if_random(argv)
+        assert capsys.readouterr().out == ""

@@ -267,3 +267,18 @@ def test_the_shipped_gsm8k_file_verifies_if_present():
         pytest.skip(f"{path} absent: run `make data`")
     assert data.check(spec, data.read_rows(path), str(path), "") == spec.sha256
     assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256  # `sha256sum` agrees
+
+
+def test_test_sets_are_readable_by_their_owner_only(tmp_path, no_pip, monkeypatch):
+    """A test set is its answer key: a program graded under another uid (root's sandboxes) must not read
+    it. Written so; tightened when loaded if an older version wrote it readable by all."""
+    make_wheel(tmp_path, gz_records(DOCS))
+    path = materialise(toy_spec(), tmp_path)
+    modes = lambda: (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777)  # noqa: E731
+    assert modes() == (0o600, 0o700)
+    path.chmod(0o644)
+    path.parent.chmod(0o755)
+    monkeypatch.setitem(data.SOURCES, "toy", toy_spec())
+    monkeypatch.setattr(data, "_VERIFIED", set())
+    assert ensure("toy", tmp_path) == path
+    assert modes() == (0o600, 0o700)

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssd.config import CacheMode, FastDLLMConfig, ParallelRule, PSDConfig, SSDConfig, StepwiseConfig
-from ssd.decoders.fast_dllm import FastDLLM, factor_rule, threshold_rule
+from ssd.decoders.fast_dllm import FastDLLM
+from ssd.decoders.policy import FactorPolicy, StepwisePolicy, ThresholdPolicy
 from ssd.decoders.psd import PSD
 from ssd.decoders.ssd import SelfSpeculative
 from ssd.decoders.stepwise import Stepwise
@@ -122,10 +123,17 @@ def direct_factor_rule(confidence: list[float], f: float) -> set[int]:
 )
 def test_parallel_rules_match_their_definitions(conf: list[float], f: float, tau: float) -> None:
     c = torch.tensor(conf, dtype=torch.float64)
-    assert set(factor_rule(c, f).nonzero()[:, 0].tolist()) == direct_factor_rule(conf, f)
+    rows = torch.stack([c, c.flip(0), c])  # a policy decides each row on its own
     top = max(range(len(conf)), key=lambda i: (conf[i], -i))
-    expected = {i for i, x in enumerate(conf) if x >= tau} | {top}
-    assert set(threshold_rule(c, tau).nonzero()[:, 0].tolist()) == expected
+    expected = {
+        FactorPolicy(f): direct_factor_rule(conf, f),
+        ThresholdPolicy(tau): {i for i, x in enumerate(conf) if x >= tau} | {top},
+        StepwisePolicy(): {top},
+    }
+    for policy, want in expected.items():
+        got = policy.select(rows)
+        assert set(got[0].nonzero()[:, 0].tolist()) == want == set(got[2].nonzero()[:, 0].tolist())
+        assert torch.equal(got[1], policy.select(c.flip(0)[None])[0])
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)

@@ -70,36 +70,40 @@ def two_orders() -> tuple:
     return layout, TreeTensors(layout, torch.device("cpu"))
 
 
+def walk(
+    t: TreeTensors, own: torch.Tensor, own_tokens: torch.Tensor, choice: list[int], tok: list[int]
+) -> int:
+    """The deepest node reached when stepwise commits position choice[i] with token tok[i] at node i."""
+    step = torch.nn.functional.one_hot(torch.tensor(choice), 8).bool()
+    return int(deepest_reached(t, own, own_tokens, step, torch.where(step, torch.tensor(tok)[:, None], 0)))
+
+
 def test_a_state_two_orders_reach_is_reached_by_either() -> None:
     layout, t = two_orders()
     order = torch.tensor([5, 3, 6, 0, 1, 2, 4, 7])
     x = torch.full((1, 12), 99)
     cands = torch.arange(8).view(1, 8, 1) + 10  # position q's token: q + 10
-    states, own_pos, own_tok = node_states(x, 4, order, cands, t)
-    assert own_pos.tolist() == [5, 3, 6, 6, 3] and own_tok.tolist() == [15, 13, 16, 16, 13]
+    states, own, own_tokens = node_states(x, 4, order, cands, t)
+    assert own.sum(-1).tolist() == [1] * 5 and own.int().argmax(-1).tolist() == [5, 3, 6, 6, 3]
+    assert own_tokens.sum(-1).tolist() == [15, 13, 16, 16, 13]  # the 5th: the merge edge's commit
     assert states[3, 4:12].tolist() == [99, 99, 99, 13, 99, 15, 16, 99]  # ab: root, a and b commits
-
-    def walk(choice: list[int], tok: list[int]) -> int:
-        return int(deepest_reached(t, own_pos, own_tok, torch.tensor(choice), torch.tensor(tok)))
-
-    assert walk([3, 6, 3, 0], [13, 16, 13, 0]) == 3  # root -> a -> ab
-    assert walk([6, 0, 3, 0], [16, 0, 13, 0]) == 3  # root -> b -> ab, through the merge edge
-    assert walk([6, 0, 3, 0], [16, 0, 14, 0]) == 2  # at b stepwise picks another token: b only
-    assert walk([1, 6, 3, 0], [11, 16, 13, 0]) == 0  # an undrafted position at the root
+    assert walk(t, own, own_tokens, [3, 6, 3, 0], [13, 16, 13, 0]) == 3  # root -> a -> ab
+    assert walk(t, own, own_tokens, [6, 0, 3, 0], [16, 0, 13, 0]) == 3  # root -> b -> ab, the merge edge
+    assert walk(t, own, own_tokens, [6, 0, 3, 0], [16, 0, 14, 0]) == 2  # another token at b: b only
+    assert walk(t, own, own_tokens, [1, 6, 3, 0], [11, 16, 13, 0]) == 0  # an undrafted position
 
 
 def test_a_merge_is_not_walked_where_the_states_disagree() -> None:
-    """At temperature > 0 the two orders may draft rank 1's token from different noise: the merge edge's
+    """At temperature > 0 the two orders may draft rank 2's token from different noise: the merge edge's
     parent plus its commit is then not the child's state, and the walk must not take it."""
     layout, t = two_orders()
     order = torch.tensor([5, 3, 6, 0, 1, 2, 4, 7])
     x = torch.full((1, 12), 99)
     cands = (torch.arange(8).view(1, 8, 1) + 10).repeat(3, 1, 1)
-    cands[1, 6] = 40  # rank 2 (position 6) drafted at depth 2 differs from depth 3's draft
-    _, own_pos, own_tok = node_states(x, 4, order, cands, t)
-    assert own_pos[4] == -1
-    choice, tok = torch.tensor([6, 0, 3, 0]), torch.tensor([40, 0, 13, 0])  # root -> b, then rank 1
-    assert int(deepest_reached(t, own_pos, own_tok, choice, tok)) == 2
+    cands[1, 6] = 40  # rank 2 (position 6) drafted one commit in (b) differs from two commits in (ab)
+    _, own, own_tokens = node_states(x, 4, order, cands, t)
+    assert not own[4].any()  # the merge edge commits nothing any step could equal
+    assert walk(t, own, own_tokens, [6, 0, 3, 0], [40, 0, 13, 0]) == 2  # root -> b, then no further
 
 
 def test_the_graph_shares_states_and_keeps_its_budget() -> None:
@@ -214,7 +218,7 @@ def test_without_the_knob_the_adaptive_tree_is_unchanged() -> None:
 
 
 def test_the_calibrated_arm_has_its_own_label() -> None:
-    from ssd.report.runs import decoder_label
+    from ssd.report.labels import decoder_label
 
     graph = {"name": "ssd", "tree": "", "tree_budget": 16, "tree_calibration": SHIPPED}
     assert decoder_label(graph)[0] == "ssd budget=16 graph=draft_graph"

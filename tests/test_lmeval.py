@@ -230,3 +230,15 @@ def test_the_cli_wrapper_runs_lm_eval_with_the_plugin(tiny):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ssd_gsm8k_cot_zeroshot" in done.stdout and "exact_match" in done.stdout
+
+
+def test_model_args_compose_without_the_base_configs_benchmark_frame() -> None:
+    """lm-eval's task is the benchmark: arith's frame (gen 24, block 8) must not cut a GSM8K answer short."""
+    cfg = ssd.lmeval.compose_config(["model=llada"])
+    assert (cfg.decoder.gen_length, cfg.decoder.block_length, str(cfg.decoder.cache.value)) == (
+        256,
+        32,
+        "none",
+    )
+    cfg = ssd.lmeval.compose_config(["model=llada", "decoder=ssd", "decoder.gen_length=64"])
+    assert (cfg.decoder.gen_length, cfg.decoder.block_length, str(cfg.decoder.cache.value)) == (64, 8, "dual")

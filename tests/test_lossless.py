@@ -10,7 +10,7 @@ import torch
 
 from ssd.config import CacheMode, GSM8KConfig, ModelConfig, PSDConfig, RunConfig, SSDConfig, StepwiseConfig
 from ssd.models.cache import BlockForward
-from ssd.results.runfolder import first_difference
+from ssd.results.summary import first_difference
 from ssd.run import run_job
 
 

@@ -14,7 +14,8 @@ from ssd.report.projection import DEFAULT_COST, projected_seconds, with_projecti
 
 
 def table(tmp_path: Path, **over) -> CostTable:
-    d = {"device": "X1", "model_shape": "m", "refresh_ms": 30.0, "rows_ms": {"1": 10.0, "5": 12.0}} | over
+    d = {"device": "X1", "model_shape": "m", "block_length": 8, "refresh_ms": 30.0} | over
+    d.setdefault("rows_ms", {"1": 10.0, "5": 12.0})
     (tmp_path / "x1.json").write_text(json.dumps(d))
     return CostTable.load(tmp_path / "x1.json")
 
@@ -24,6 +25,18 @@ def test_cost_is_interpolated_between_rows_and_extrapolated_beyond(tmp_path: Pat
     assert t.ms(1) == 10.0 and t.ms(3) == pytest.approx(11.0) and t.ms(5) == 12.0
     assert t.ms(9) == pytest.approx(14.0)  # the slope from 1 to 5 rows continued
     assert t.name == "x1" and t.max_rows == 5
+
+
+def test_rows_of_another_block_are_priced_by_their_query_tokens(tmp_path: Path) -> None:
+    t = table(tmp_path)  # measured at block 8
+    assert t.ms(1, 32) == t.ms(4) == pytest.approx(11.5)  # a row of 32 tokens: four rows of 8
+    assert t.ms(2, 8) == t.ms(2) and t.ms(1, 4) == t.ms(1)  # half a row costs no less than one
+    assert t.forward_ms(3, 1, 16) == pytest.approx(t.ms(4) + 30.0)  # two cached rows of 16, one refresh
+    assert projected_seconds({"1": 2, "2": 1}, 1, 2, "dual", t, block=32) == pytest.approx(
+        (60 + t.ms(8)) / 1000
+    )
+    with pytest.raises(SSDError, match="block_length"):
+        table(tmp_path, block_length=None)
 
 
 def test_projected_time_prices_refreshes_cached_and_uncached_forwards(tmp_path: Path) -> None:
@@ -106,7 +119,15 @@ def test_the_adaptive_tree_cuts_its_budget_where_rows_stop_paying(tmp_path: Path
     table(tmp_path)  # writes x1.json: a gentle slope
     flat = AdaptiveTree(6, str(tmp_path / "x1.json")).grow(logits, order, 8)[0]
     (tmp_path / "steep.json").write_text(
-        json.dumps({"device": "S", "model_shape": "m", "refresh_ms": 1.0, "rows_ms": {"1": 1.0, "2": 50.0}})
+        json.dumps(
+            {
+                "device": "S",
+                "model_shape": "m",
+                "block_length": 8,
+                "refresh_ms": 1.0,
+                "rows_ms": {"1": 1.0, "2": 50.0},
+            }
+        )
     )
     steep = AdaptiveTree(6, str(tmp_path / "steep.json")).grow(logits, order, 8)[0]
     assert flat.evaluated == 6 and steep.evaluated == 1

@@ -163,7 +163,7 @@ def row(frame: Any, **where: Any) -> dict[str, Any]:
 def test_tables_regenerate_byte_identically_from_the_run_folders_alone(tmp_path: Path) -> None:
     sweep_runs(tmp_path / "runs")
     first = write_tables(load_runs(tmp_path / "runs"), tmp_path / "a")
-    assert [p.name for p in first] == ["runs.md", "runs.tex", "runs.csv"]
+    assert [p.name for p in first] == ["runs.md", "runs.tex", "runs.csv", "aup.csv"]
     write_tables(load_runs(tmp_path / "runs"), tmp_path / "b")
     shutil.copytree(tmp_path / "runs", tmp_path / "elsewhere" / "copy")  # another place, another listing
     write_tables(load_runs(tmp_path / "elsewhere" / "copy"), tmp_path / "c")
@@ -202,7 +202,8 @@ def test_table_columns_rows_and_order(tmp_path: Path) -> None:
         "device",
         "sweep",
     ]
-    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:] if line.startswith("|")]
+    runs_table = lines[4 : lines.index("", 4)]  # the AUP table follows it
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in runs_table if line.startswith("|")]
     decoders = [(r[0], r[2], r[6]) for r in table]
     assert decoders == [
         ("tiny-dream", "stepwise", "none"),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import matplotlib
+import pytest
 
+from ssd.cost import CostTable
 from ssd.report import load_runs
 from ssd.report.paper import match, write_paper
-from ssd.report.plots import pareto_front, point_labels, write_plots
+from ssd.report.plots import figure, pareto_front, point_labels, write_plots
 from ssd.report.published import FAST_DLLM_TABLE1, FAST_DLLM_TABLE2, SSD_HEADLINES
 from tests.test_report import ALGORITHMS, H100, files, sweep_runs, write_run
 
@@ -30,16 +33,46 @@ def test_point_labels_show_the_knob_and_what_varies_in_the_panel(tmp_path: Path)
     assert labels == ["no cache", "dual", "N=3, dual"]
 
 
-def test_plots_regenerate_byte_identically(tmp_path: Path) -> None:
+def test_plots_regenerate_byte_identically(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sweep_runs(tmp_path / "runs")
     first = write_plots(load_runs(tmp_path / "runs"), tmp_path / "a")
-    assert [p.name for p in first] == ["pareto_throughput.png", "pareto_tpf.png"]
+    # these runs recorded no rows per forward: nothing to price, and the projected plot says so
+    assert [p.name for p in first] == ["pareto_throughput.png", "pareto_tpf.png", "aup_tpf.png"]
+    assert "pareto_projected_speedup.png not written: no finished run has both" in capsys.readouterr().out
     with matplotlib.rc_context({"font.size": 20, "lines.linewidth": 4, "savefig.dpi": 50}):  # user settings
         write_plots(load_runs(tmp_path / "runs"), tmp_path / "b")
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
     assert a == b
     for png in a.values():
         assert png.startswith(b"\x89PNG") and b"Software" not in png and b"matplotlib" not in png
+
+
+def test_the_projected_speedup_plot_is_labelled_a_projection_and_names_its_device(tmp_path: Path) -> None:
+    cost = {"device": "X1", "model_shape": "m", "block_length": 8, "refresh_ms": 30.0}
+    cost["rows_ms"] = {"1": 10.0, "5": 12.0}
+    (tmp_path / "x1.json").write_text(json.dumps(cost))
+    for decoder, identical in (("stepwise", None), ("ssd", 1.0)):
+        write_run(
+            tmp_path / "runs", decoder, cache="dual", gen=24, block=8, accuracy=1.0, identical=identical
+        )
+    frame = load_runs(tmp_path / "runs").frame
+    # 4 samples, 3 blocks: 12 refreshes; stepwise 84 one-row forwards more, SSD 12 of 5 rows
+    frame["forward_rows_histogram"] = ['{"1": 96}', '{"1": 12, "5": 12}']
+    frame["total_generated_tokens"] = 96.0
+    fig = figure(frame, "projected_speedup", CostTable.load(tmp_path / "x1.json"))
+    title = fig._suptitle.get_text()
+    subtitle = " ".join(t.get_text() for t in fig.texts)
+    assert title == "Accuracy vs PROJECTED speedup on X1" and "a projection, not a measurement" in subtitle
+    assert "results/forward_cost/x1.json" in subtitle
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "projected speedup over stepwise on X1 (a projection)"
+    points = {tuple(map(float, xy)) for c in ax.collections for xy in c.get_offsets()}
+    # stepwise 12·30 + 84·10 = 1200 ms, SSD 12·30 + 12·12 = 504 ms: 2.381×
+    assert (1.0, 100.0) in points and any(abs(x - 1200 / 504) < 1e-9 and y == 100.0 for x, y in points)
+    written = write_plots(
+        load_runs(tmp_path / "runs"), tmp_path / "plots", CostTable.load(tmp_path / "x1.json")
+    )
+    assert "pareto_projected_speedup.png" not in [p.name for p in written]  # no rows recorded on disk
 
 
 # --- published tables --------------------------------------------------------------------------------
@@ -98,6 +131,7 @@ def test_paper_tables_put_matching_runs_beside_the_paper(tmp_path: Path) -> None
         "paper_fast_dllm_table1.md",
         "paper_fast_dllm_table2.md",
         "paper_ssd_headline.md",
+        "paper_aup_leaderboard.md",
     ]
     table1 = paths[0].read_text(encoding="utf-8").splitlines()
     split = [[c.strip() for c in line.strip("|").split("|")] for line in table1 if line.startswith("| ")]

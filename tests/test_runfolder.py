@@ -12,7 +12,8 @@ import yaml
 
 from ssd.errors import SSDError
 from ssd.results.provenance import environment, git_state
-from ssd.results.runfolder import RunFolder, atomic_write_text, config_hash, run_name, summarize
+from ssd.results.runfolder import RunFolder, atomic_write_text, config_hash, run_name
+from ssd.results.summary import summarize
 
 
 def resolved(**top: Any) -> dict[str, Any]:

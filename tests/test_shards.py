@@ -92,3 +92,19 @@ def test_batch_size_gives_the_same_records(
         assert three[sample_id]["nfe"] == one[sample_id]["nfe"]
         assert three[sample_id]["identical"]
     assert sorted(r["extra"].get("batch_size", 1) for r in three.values()) == [1, 3, 3, 3]
+
+
+def test_a_shard_without_samples_is_refused_in_one_line(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """More shards than samples: refused, not a finished run whose accuracy is null; no folder is left."""
+    from tests.helpers import tiny_job
+
+    ckpt = tiny_checkpoints["llada"]
+    with pytest.raises(SSDError, match=r"^shard=5/8 selects none of the job's limit=3 samples: split them"):
+        run_job(tiny_job(ckpt, tmp_path, shard="5/8", limit=3))  # known from the config alone
+    with pytest.raises(SSDError, match=r"^shard=5/8 selects none of the job's 3 samples of arith: split"):
+        run_job(tiny_job(ckpt, tmp_path, shard="5/8", limit="null", **{"benchmark.size": 3}))
+    assert list(tmp_path.iterdir()) == []
+    folder = run_job(tiny_job(ckpt, tmp_path, shard="2/3", limit="null", **{"benchmark.size": 3}))
+    assert [r["index"] for r in records(folder).values()] == [2]

@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ssd.config import CacheMode, SSDConfig, StepwiseConfig
 from ssd.decoders.ssd import SelfSpeculative
 from ssd.decoders.stepwise import Stepwise
-from ssd.decoders.tree import TreeTensors, deepest_reached, parse, resolve
+from ssd.decoders.tree import TreeTensors, deepest_reached, node_states, parse, resolve
 from ssd.errors import SSDError
 from ssd.models.tiny import tiny_model
 from tests.helpers import REPO, load_script, random_prompt
@@ -64,7 +64,16 @@ setups = st.fixed_dictionaries(
 )
 
 
+def assume_fits(spec: str, block_length: int) -> None:
+    """Shapes with positions no block of this size has are refused (tested below): not drawn here."""
+    try:
+        parse(spec, block_length)
+    except SSDError:
+        assume(False)
+
+
 def check_against_stepwise(s: dict, temperature: float = 0.0, seed: int = 0, **tree) -> None:
+    assume_fits(tree.get("tree", ""), s["block_length"])
     model = model_for(s["arch"], s["seed"], s["init_std"])
     prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
     bit_exact = s["bit_exact"] and s["cache"] is not CacheMode.none
@@ -133,6 +142,7 @@ def test_the_state_filling_a_block_seeds_the_next(
     """Every cache mode and layout: stepwise's tokens; the same walk as without seeding, minus the
     refreshes it stood in for (with a cache, the filling states' full rows are the next refresh), and
     no more whole rows beside the cached ones than `seed_rows` allows."""
+    assume_fits("" if budget else spec, s["block_length"])
     model = model_for(s["arch"], s["seed"], s["init_std"])
     prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
     tree = {"tree_budget": budget} if budget else {"tree": spec}
@@ -209,14 +219,17 @@ def test_seeding_saves_refreshes_on_a_peaked_model(cache: CacheMode) -> None:
 
 def test_the_walk_follows_stepwise_choices_to_the_deepest_node() -> None:
     # root; children 0 (rank 1) and 1 (rank 2, mix-order); grandchild 00 (rank 2 under child 0)
-    layout = resolve(parse("0-1-00"), 8)
+    layout = resolve(parse("0-1-00", 8), 8)
     assert layout.rank == (0, 1, 2, 2) and layout.parent == (-1, 0, 0, 1)
     t = TreeTensors(layout, torch.device("cpu"))
     order = torch.tensor([5, 3, 6, 0, 1, 2, 4, 7])
-    own_pos, own_tok = order[t.rank], torch.tensor([9, 9, 9, 9])
+    cands = torch.full((1, 8, 1), 9)  # every drafted token is 9
+    _, own, own_tokens = node_states(torch.zeros(1, 8, dtype=torch.long), 0, order, cands, t)
 
     def walk(choice: list[int], tok: list[int]) -> int:
-        return int(deepest_reached(t, own_pos, own_tok, torch.tensor(choice), torch.tensor(tok)))
+        step = torch.nn.functional.one_hot(torch.tensor(choice), 8).bool()  # stepwise's one commit
+        step_tokens = torch.tensor(tok)[:, None].expand(-1, 8)
+        return int(deepest_reached(t, own, own_tokens, step, step_tokens))
 
     assert walk([3, 6, 6, 0], [9, 9, 9, 9]) == 3  # root -> 0 (pos 3) -> 00 (pos 6)
     assert walk([6, 6, 6, 0], [9, 9, 9, 9]) == 2  # root -> 1 (pos 6, mix-order), no child there
@@ -244,6 +257,8 @@ def test_a_tree_costs_no_more_forwards_than_its_chain_on_a_peaked_model() -> Non
         (dict(tree="0-x"), "bad path"),
         (dict(tree="00"), "needs its parent"),
         (dict(tree="0-0"), "appears twice"),
+        (dict(tree="9"), "asks for free position 9 after 1 commits"),
+        (dict(tree="0-00-000-0000-00000-000000-0000000-00000000"), "9 commits deep, deeper than"),
         (dict(tree="0", tree_budget=4), "exclude each other"),
         (dict(tree_budget=-1), "tree_budget"),
         (dict(seed_rows=-1, seed_next_block=True), "seed_rows must be >= 0"),

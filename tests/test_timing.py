@@ -19,6 +19,7 @@ from ssd.report.plots import figure
 from ssd.report.select import choose, latest_sweep
 from ssd.report.tables import render
 from ssd.results import timing
+from ssd.results.summary import bootstrap_median, contention, paired_summary
 from ssd.run import CONF_DIR, run_job
 from tests.test_report import write_run
 
@@ -35,22 +36,22 @@ def sample(
 
 
 def test_contention_from_cpu_share_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(timing, "usable_cores", lambda: 2)
-    quiet = timing.contention([sample(0.95, 1.0), sample(1.0, 1.0)], threads=1, device="cpu")
+    monkeypatch.setattr("ssd.results.summary.usable_cores", lambda: 2)
+    quiet = contention([sample(0.95, 1.0), sample(1.0, 1.0)], threads=1, device="cpu")
     assert not quiet["contended"] and quiet["cpu_utilization"] == 0.975 and quiet["usable_cores"] == 2
-    starved = timing.contention([sample(0.4, 1.0), sample(0.5, 1.0)], threads=1, device="cpu")
+    starved = contention([sample(0.4, 1.0), sample(0.5, 1.0)], threads=1, device="cpu")
     assert starved["contended"] and "45% of a core" in starved["contended_why"]
-    loaded = timing.contention([sample(1.0, 1.0, load=4.0)], threads=1, device="cpu")
+    loaded = contention([sample(1.0, 1.0, load=4.0)], threads=1, device="cpu")
     assert loaded["contended"] and "load average 4.0 on 2 usable cores" in loaded["contended_why"]
     # Where the run-queue delay was read, it is the verdict and the (trailing) load average is not.
-    waited = timing.contention([sample(1.0, 1.0, wait=0.3, load=0.5)], threads=2, device="cuda")
+    waited = contention([sample(1.0, 1.0, wait=0.3, load=0.5)], threads=2, device="cuda")
     assert waited["contended"] and "waited for a CPU 15% of the time" in waited["contended_why"]
-    stale = timing.contention([sample(1.0, 1.0, load=4.0, wait=0.01)], threads=1, device="cpu")
+    stale = contention([sample(1.0, 1.0, load=4.0, wait=0.01)], threads=1, device="cpu")
     assert not stale["contended"] and stale["wait_share"] == 0.01
     # With several threads, or on a GPU, a low CPU share alone is no verdict (serial parts, waiting).
-    assert not timing.contention([sample(0.5, 1.0)], threads=2, device="cpu")["contended"]
-    assert not timing.contention([sample(0.1, 1.0)], threads=1, device="cuda")["contended"]
-    assert timing.contention([], threads=1, device="cpu")["cpu_utilization"] is None
+    assert not contention([sample(0.5, 1.0)], threads=2, device="cpu")["contended"]
+    assert not contention([sample(0.1, 1.0)], threads=1, device="cuda")["contended"]
+    assert contention([], threads=1, device="cpu")["cpu_utilization"] is None
 
 
 def test_meter_sees_cpu_work_and_sleep() -> None:
@@ -90,7 +91,7 @@ def test_meter_sees_waiting_for_a_cpu() -> None:
         burner.kill()
         burner.wait()
     assert shared["wait_seconds"] is not None and shared["wait_seconds"] > 0.2 * shared["wall_seconds"]
-    verdict = timing.contention([{"timing": shared}], threads=1, device="cpu")
+    verdict = contention([{"timing": shared}], threads=1, device="cpu")
     assert verdict["contended"] and "waited for a CPU" in verdict["contended_why"]
 
 
@@ -100,7 +101,7 @@ def test_paired_speedup_median_and_bootstrap_interval() -> None:
     assert timing.pair_speedup(0, 1.0, 20, 2.0) is None
     values = [1.0 + 0.01 * i for i in range(41)] + [50.0]  # one wild sample barely moves a median
     records = [sample(1, 1, speedup=v) for v in values] + [{"timing": {}}]
-    summary = timing.paired_summary(records, "cpu", 1)
+    summary = paired_summary(records, "cpu", 1)
     assert summary is not None and summary["n"] == 42 and summary["reference_decoder"] == "stepwise"
     assert summary["basis"] == "cpu"
     assert summary["median_speedup"] == pytest.approx(statistics.median(values), abs=1e-4)
@@ -109,10 +110,10 @@ def test_paired_speedup_median_and_bootstrap_interval() -> None:
     assert lo < summary["median_speedup"] < hi and hi - lo < 0.3
     # Several threads or a GPU: the wall clock is what the user waits.
     for device, threads in (("cpu", 2), ("cuda", 1)):
-        wall = timing.paired_summary(records, device, threads)
+        wall = paired_summary(records, device, threads)
         assert wall["basis"] == "wall" and wall["median_speedup"] == summary["median_wall_speedup"]
-    assert timing.paired_summary([sample(1, 1)], "cpu", 1) is None
-    assert timing.bootstrap_median([1.0, 2.0, 3.0]) == timing.bootstrap_median([1.0, 2.0, 3.0])
+    assert paired_summary([sample(1, 1)], "cpu", 1) is None
+    assert bootstrap_median([1.0, 2.0, 3.0]) == bootstrap_median([1.0, 2.0, 3.0])
 
 
 def arith_job(out: Path, *extra: str) -> Any:
@@ -231,32 +232,26 @@ def test_a_speedup_over_a_contended_baseline_is_marked_too(tmp_path: Path) -> No
     assert "3.00×†" in ssd_line  # ... its baseline's is not
 
 
-def test_no_arguments_runs_a_job_of_the_default_sweep() -> None:
-    from ssd.run import FIRST_JOB, check_choices
-
-    check_choices(FIRST_JOB)
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(FIRST_JOB))
-    assert cfg.model.path.endswith("assets/arith-llada") and cfg.model.name == "llada"
-    assert (cfg.benchmark.name, cfg.decoder.name) == ("arith", "ssd")
-    assert cfg.sweep == "default" and cfg.timing.paired and cfg.limit is None
-
-
 @pytest.mark.slow
-def test_no_arguments_end_to_end(tmp_path: Path) -> None:
-    """`python -m ssd.run` in an empty folder: offline, the embedded model, seconds."""
-    import os
+def test_a_first_job_runs_on_the_embedded_model_in_seconds(tmp_path: Path) -> None:
+    """`python -m ssd.run decoder=fast_dllm limit=10` in an empty folder: offline, on the base config (the
+    embedded model), its stepwise reference run first."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "ssd.run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ssd.run", "decoder=fast_dllm", "limit=10"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.startswith("no arguments: the embedded default") and "reference: stepwise" in out
-    assert "accuracy 98.0%" in out.splitlines()[-1] and "paired speedup" in out.splitlines()[-1]
-    assert len(list((tmp_path / "results" / "runs").glob("llada-arith-*/summary.json"))) == 2
+    assert "reference: stepwise" in out and "summary:" in out.splitlines()[-1]
+    summaries = sorted((tmp_path / "results" / "runs").glob("llada-arith-*/summary.json"))
+    assert [p.parent.name.split("-")[2] for p in summaries] == ["fast_dllm", "stepwise"]
+    assert all(json.loads(p.read_text())["n_samples"] == 10 for p in summaries)

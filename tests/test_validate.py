@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ssd.bounds import Bounds, Choices, check_of
-from ssd.config import SCHEMAS, ModelConfig, RunConfig, TimingConfig, WandbConfig, register
+from ssd.config import SCHEMAS, ModelConfig, RunConfig, SSDConfig, TimingConfig, WandbConfig, register
 from ssd.errors import SSDError
 from ssd.run import CONF_DIR, options, resolve
 from ssd.validate import check_config, check_device
@@ -98,6 +98,7 @@ def test_values_outside_a_range_are_one_line_errors(item: tuple[str, type, datac
         message = str(info.value)
         assert "\n" not in message and message.startswith(f"{key}=") and bounds.describe() in message
     tied = f.name in ("draft_length", "block_length", "gen_length") or f.name.startswith("k_")
+    tied |= schema is SSDConfig and f.name in ("threshold", "factor")  # meaningful with policy=fast_dllm
     for value in [] if tied else inside(bounds):  # the ends inside the range pass (tied ones: test_relations)
         check_config(with_value(resolved, section, f.name, value))
 
@@ -130,6 +131,10 @@ def test_relations() -> None:
     check_config(with_value(ssd, "decoder", "draft_length", block))
     with pytest.raises(SSDError, match=rf"draft_length={block + 1} exceeds decoder.block_length={block}"):
         check_config(with_value(ssd, "decoder", "draft_length", block + 1))
+    fast = with_value(ssd, "decoder", "policy", "fast_dllm")  # speculation over Fast-dLLM: its knobs mean
+    check_config(with_value(fast, "decoder", "threshold", 1.0))  # something, its ends pass
+    with pytest.raises(SSDError, match=r"decoder.threshold .* set decoder.policy=fast_dllm or drop them"):
+        check_config(with_value(ssd, "decoder", "threshold", 0.5))
     psd = config_for("decoder", SCHEMAS["decoder"]["_schema_psd"])
     check_config(with_value(psd, "decoder", "draft_length", 0))  # PSD without drafts: Fast-dLLM's policy
     diffuspec = config_for("decoder", SCHEMAS["decoder"]["_schema_diffuspec"])

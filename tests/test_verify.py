@@ -17,6 +17,8 @@ from ssd.report import load_runs
 from ssd.report.paper import main as paper_main
 from ssd.report.plots import main as plots_main
 from ssd.report.tables import main as tables_main
+from ssd.results.runfolder import RunFolder
+from ssd.results.summary import recorded_aggregate
 from ssd.results.verify import verify
 from ssd.run import run_job
 from tests.helpers import execute_notebook, tiny_job
@@ -97,6 +99,22 @@ def paired(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathF
 def nested_edit(folder: Path, section: str, **changes: Any) -> None:
     summary = json.loads((folder / "summary.json").read_text())
     edit_summary(folder, **{section: summary[section] | changes})
+
+
+def test_verify_recomputes_with_the_writers_aggregation(paired: Path, tmp_path: Path) -> None:
+    """What the runner wrote is exactly what the summary's aggregation gives the samples with the recorded
+    device, threads and cores; a run written before the timing figures existed is checked by the same
+    aggregation, on the keys it holds."""
+    summary = json.loads((paired / "summary.json").read_text())
+    expected = recorded_aggregate(RunFolder(paired).read_samples(), summary)
+    assert {key: summary[key] for key in expected} == expected
+    folder = copy_run(paired, tmp_path)
+    older = {k: v for k, v in summary.items() if k not in ("timing", "paired_speedup", "computed_from")}
+    (folder / "summary.json").write_text(json.dumps(older, indent=2))
+    verify(folder)
+    edit_summary(folder, mean_nfe=summary["mean_nfe"] + 1)
+    with pytest.raises(SSDError, match="mean_nfe"):
+        verify(folder)
 
 
 @pytest.mark.parametrize(

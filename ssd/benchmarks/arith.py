@@ -16,10 +16,10 @@ lossless decoders cannot lose any. Score: the exact final answer (the last numbe
 
 Splits are disjoint by construction: a problem belongs to the test split iff the sha256 of its prompt
 falls in a fixed tenth of the hash space, whatever the seed. `samples()` is the test split drawn from
-`benchmark.seed` (`benchmark.size` problems); `problems("train", n, seed)` gives training data
-(scripts/train_tiny.py). Everything is generated, deterministically, from the seed: no files.
-Prompts are plain text (`benchmark.chat=false`, what the shipped model was trained on); with chat true the
-prompt is one user turn.
+`benchmark.seed` (`benchmark.size` problems, at most 10,000; a job draws only the first `limit`);
+`problems("train", n, seed)` gives training data (scripts/train_tiny.py). Everything is generated,
+deterministically, from the seed: no files. Prompts are plain text (`benchmark.chat=false`, what the
+shipped model was trained on); with chat true the prompt is one user turn.
 """
 
 from __future__ import annotations
@@ -113,6 +113,12 @@ class Arith(Benchmark):
             raise SSDError(f"benchmark.size must be at least 1 (got {self.size})")
 
     def samples(self) -> list[Sample]:
+        return self.head(None)
+
+    def head(self, limit: int | None) -> list[Sample]:
+        """The first `limit` of the `size` problems, and only those drawn (each draw is a prefix of a
+        longer one: the same seed gives the same sequence)."""
+        count = self.size if limit is None else min(limit, self.size)
         return [
             Sample(
                 id=f"arith-{self.seed}-{i}",
@@ -120,7 +126,7 @@ class Arith(Benchmark):
                 target=p.answer,
                 meta={"completion": p.completion},
             )
-            for i, p in enumerate(problems("test", self.size, self.seed))
+            for i, p in enumerate(problems("test", count, self.seed))
         ]
 
     def prompt(self, sample: Sample) -> Prompt:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ssd.config import BenchmarkConfig
+from ssd.errors import SSDError
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,27 @@ class Benchmark(ABC):
     @abstractmethod
     def samples(self) -> list[Sample]:
         """All samples of the test set, in a fixed order."""
+
+    def head(self, limit: int | None) -> list[Sample]:
+        """The first `limit` samples (all of them where None). A generated benchmark builds no more."""
+        return self.samples()[:limit]
+
+    def selected(self, limit: int | None, shard: tuple[int, int] | None) -> list[tuple[int, Sample]]:
+        """What a job reads: (index, sample) of the first `limit` samples, or with shard (i, n) every n-th
+        of them from the i-th; a sample keeps its index, and so its seed, in any shard. SSDError if that
+        is none: a finished run of nothing would report no accuracy at all."""
+        chosen = self.head(limit)
+        first, step = shard or (0, 1)
+        indexed = list(enumerate(chosen))[first::step]
+        if not chosen:
+            raise SSDError(f"benchmark {self.name} has no samples: check its data (make data)")
+        if not indexed:
+            n = len(chosen)
+            raise SSDError(
+                f"shard={first}/{step} selects none of the job's {n} samples of {self.name}: split them into "
+                f"at most {n} shards (shard=i/n with n <= {n})"
+            )
+        return indexed
 
     @abstractmethod
     def prompt(self, sample: Sample) -> Prompt: ...

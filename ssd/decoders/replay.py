@@ -58,9 +58,9 @@ class ReplayFastDLLM(FastDLLM):
         super().__init__(cfg)
         self.pattern: Iterator[int] = cycle(pattern)
 
-    def commit_now(self, fwd: BlockForward, confidence: torch.Tensor, at_refresh: bool) -> torch.Tensor:
-        rule = super().commit_now(fwd, confidence, at_refresh)
+    def step(self, fwd: BlockForward, confidence: torch.Tensor, at_refresh: bool) -> torch.Tensor:
+        rule = super().step(fwd, confidence, at_refresh)
         if at_refresh and fwd.first_position_from_refresh:
             return rule
         k = min(next(self.pattern), int(torch.isfinite(confidence).sum()))  # a second sync: timing only
-        return torch.zeros_like(rule).scatter(0, confidence.topk(max(k, 1)).indices, True)
+        return torch.zeros_like(rule).scatter(-1, confidence.topk(max(k, 1), dim=-1).indices, True)

@@ -10,50 +10,21 @@ Semi-autoregressive masked decoding, one token per forward:
             commit its candidate token
 
 NFE = gen_length. With a cache, Dream's block start is committed from the refresh forward (see
-BlockForward.first_position_from_refresh); it still costs one forward per token.
+BlockForward.first_position_from_refresh); it still costs one forward per token. The step is
+`StepwisePolicy` (ssd/decoders/policy.py), run one step per forward.
 """
 
 from __future__ import annotations
 
-import torch
-
 from ssd.config import StepwiseConfig
-from ssd.decoders.base import BlockDecoder, BlockLoop
-from ssd.decoders.noise import CounterNoise
-from ssd.errors import SSDError
-from ssd.models.cache import BlockForward
+from ssd.decoders.policy import PolicyDecoder
 
 
-class Stepwise(BlockDecoder):
+class Stepwise(PolicyDecoder):
     name = "stepwise"
     lossless = True  # it *is* the reference
 
     cfg: StepwiseConfig
 
-    def __init__(self, cfg: StepwiseConfig) -> None:
-        super().__init__(cfg)
-        if cfg.pad_rows < 1:
-            raise SSDError(f"decoder.pad_rows must be at least 1 (got {cfg.pad_rows})")
-
     def reference_config(self) -> None:
         return None
-
-    def rows_per_forward(self) -> int:
-        """In the bit-exact mode: the rows of the decoder this run is the reference of."""
-        return self.cfg.pad_rows
-
-    def block(
-        self,
-        fwd: BlockForward,
-        x: torch.Tensor,
-        logits: torch.Tensor,
-        noise: CounterNoise | None,
-        committed: list[int],
-    ) -> BlockLoop:
-        for step in range(fwd.end - fwd.start):
-            if step:
-                logits = yield x
-            tokens, confidence = self.predict_block(fwd, x, logits, step == 0, noise, sum(committed))
-            pos = confidence.argmax(-1)  # first maximum: ties go to the lowest position
-            x[0, fwd.start + pos] = tokens[0, pos]
-            committed.append(1)

@@ -2,7 +2,8 @@
 
 Each published table (ssd/report/published.py: Fast-dLLM Tables 1 and 2, the SSD headline) is written to
 `results/tables/paper_<key>.md` with the paper's numbers and ours side by side, "not run" where no run
-matches.
+matches; d3LLM's AUP leaderboard with our runs beside it to `paper_aup_leaderboard.md` (its own matching
+rule: ssd/report/leaderboard.py).
 
 Matching rule. A run stands for a published cell when all of these hold:
 - model: its checkpoint's name (the last part of `model.path`, e.g. `GSAI-ML/LLaDA-8B-Instruct` →
@@ -30,7 +31,8 @@ from typing import Any
 
 import pandas as pd
 
-from ssd.errors import SSDError
+from ssd.errors import SSDError, fail
+from ssd.report.leaderboard import render_leaderboard
 from ssd.report.published import SSD_HEADLINES, TABLES, PublishedTable, Setting
 from ssd.report.runs import DEFAULT_RUNS, Runs, load_runs, missing, with_baselines
 from ssd.report.tables import DEFAULT_OUT, fmt, markdown, write_files
@@ -169,6 +171,7 @@ def render(runs: Runs) -> dict[str, str]:
     """File name → content of each paper table."""
     out = {f"paper_{t.key}.md": render_table(t, runs.frame) for t in TABLES}
     out["paper_ssd_headline.md"] = render_headline(runs.frame)
+    out["paper_aup_leaderboard.md"] = render_leaderboard(runs.frame)
     return out
 
 
@@ -179,7 +182,6 @@ def write_paper(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.tables import parser
-    from ssd.run import fail
 
     args = parser("Published tables beside ours, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:

@@ -1,12 +1,15 @@
 """Pareto plots of finished runs (`make plots`, `python -m ssd.report.plots [--runs DIR ...] [--out DIR]`).
 
-Two figures under `results/plots/`: accuracy against throughput (tokens/s, log x) and accuracy against
-tokens per forward, one panel per model × benchmark, one marker per decoder, each point labelled with its
-knob (N, τ, f) and with whatever else varies inside its panel (cache, block, gen length, device, sweep).
+Three figures under `results/plots/`: accuracy against throughput (tokens/s, log x), against tokens per
+forward, and against the *projected* speedup over stepwise on the device of a forward-cost table
+(ssd/report/projection.py: a projection, not a measurement, and labelled so), one panel per model ×
+benchmark, one marker per decoder, each point labelled with its knob (N, τ, f) and with whatever else
+varies inside its panel (cache, block, gen length, device, sweep).
 The Pareto frontier (no other run both more accurate and faster) of the dLLM decoders is drawn as a step
 line (the autoregressive target_greedy is a point of comparison, off it); stepwise, the lossless
 reference, is the black star. In the throughput plot a hollow marker is a run timed while the machine was
-oversubscribed (summary.json timing.contended): its speed is not to be trusted.
+oversubscribed (summary.json timing.contended): its speed is not to be trusted. Beside them,
+`aup_tpf.png`: the AUP curves of each decoder family (ssd/report/aup_plot.py).
 
 The same run folders give byte-identical PNGs: the Agg canvas is used directly (no pyplot, no global
 backend), the style is matplotlib's default whatever the user's matplotlibrc, points are drawn in the
@@ -30,8 +33,10 @@ from matplotlib.text import Text
 from matplotlib.ticker import LogFormatter
 from matplotlib.transforms import Bbox
 
-from ssd.errors import SSDError
-from ssd.report.runs import DECODER_ORDER, DEFAULT_RUNS, Runs, load_runs, missing
+from ssd.cost import CostTable
+from ssd.errors import SSDError, fail
+from ssd.report import aup_plot, projection
+from ssd.report.runs import DECODER_ORDER, DEFAULT_RUNS, Runs, load_runs, missing, with_baselines
 from ssd.report.tables import write_files
 
 DEFAULT_OUT = Path("results/plots")
@@ -40,6 +45,11 @@ DPI = 150
 AXES = {
     "throughput": ("throughput_tokens_per_s", "throughput (generated tokens/s, log scale)", True),
     "tpf": ("tokens_per_forward", "tokens per forward (TPF)", False),
+    "projected_speedup": (
+        "projected_speedup",
+        "projected speedup over stepwise on {device} (a projection)",
+        False,
+    ),
 }
 STYLE: dict[str, dict[str, Any]] = {
     # Large and drawn under the others: a run at the very same spot shows inside the star.
@@ -217,14 +227,28 @@ def _panel(ax: Any, renderer: Any, panel: pd.DataFrame, x: str, log: bool, decod
     _label_points(ax, renderer, list(zip(xs, ys, strict=True)), point_labels(panel))
 
 
-def figure(frame: pd.DataFrame, kind: str) -> Figure:
-    """The figure of one kind ("throughput" or "tpf"): a panel per model × benchmark."""
+def figure(frame: pd.DataFrame, kind: str, cost: CostTable | None = None) -> Figure:
+    """The figure of one kind ("throughput", "tpf", "projected_speedup": priced with `cost`, default the
+    recorded H100 table): a panel per model × benchmark."""
     x, xlabel, log = AXES[kind]
+    title = "Accuracy vs throughput" if kind == "throughput" else "Accuracy vs tokens per forward"
+    subtitle = ""
+    if kind == "projected_speedup":
+        cost = cost if cost is not None else projection.default_table()
+        if cost is None:
+            raise SSDError("no forward-cost table to project speedups with: pass one (results/forward_cost/)")
+        frame = projection.with_projection(with_baselines(frame), cost)
+        xlabel = xlabel.format(device=cost.device)
+        title = f"Accuracy vs PROJECTED speedup on {cost.device}"
+        subtitle = (
+            f"a projection, not a measurement: each recorded forward priced with "
+            f"results/forward_cost/{cost.name}.json"
+        )
     usable = [
         not (missing(a) or missing(v) or v <= 0) for a, v in zip(frame["accuracy"], frame[x], strict=True)
     ]
     frame = frame[usable]
-    if kind != "throughput":  # TPF counts forwards: load does not change it
+    if kind != "throughput":  # TPF and the projection count forwards: load does not change them
         frame = frame.assign(contended=False)
     if frame.empty:
         raise SSDError(f"no finished run has both an accuracy and a {x}: nothing to plot")
@@ -236,8 +260,10 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
         fig = Figure(figsize=(6.4 * ncols, 4.6 * nrows + 0.9), dpi=DPI)
         renderer = FigureCanvasAgg(fig).get_renderer()
         axes = fig.subplots(nrows, ncols, squeeze=False)
-        title = "Accuracy vs throughput" if kind == "throughput" else "Accuracy vs tokens per forward"
         fig.suptitle(title, fontsize=13, fontweight="bold")
+        below = 0.3 / fig.get_figheight() if subtitle else 0.0  # a projection says so under its title
+        if subtitle:
+            fig.text(0.5, 0.975 - 0.35 / fig.get_figheight(), subtitle, ha="center", va="top", fontsize=7.5)
         handles = [
             Line2D(
                 [],
@@ -268,7 +294,7 @@ def figure(frame: pd.DataFrame, kind: str) -> Figure:
             ax.set_title(f"{model} · {benchmark}", fontsize=10)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy (%)")
-        fig.tight_layout(rect=(0, bottom, 1, 0.97))
+        fig.tight_layout(rect=(0, bottom, 1, 0.97 - below))
         for ax, (model, benchmark) in zip(axes.flat, groups, strict=False):
             panel = frame[(frame["model"] == model) & (frame["benchmark"] == benchmark)]
             _panel(ax, renderer, panel.reset_index(drop=True), x, log, decoders)
@@ -282,24 +308,35 @@ def save_png(fig: Figure, path: Path | BinaryIO) -> None:
         fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
 
 
-def write_plots(runs: Runs, out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
+def write_plots(runs: Runs, out_dir: str | Path = DEFAULT_OUT, cost: CostTable | None = None) -> list[Path]:
+    """The Pareto plots and the AUP curves. The projected-speedup plot is left out, and said so on
+    stdout, when there is no cost table or no run it can price (DiffuSpec's, a run without a baseline)."""
     if runs.frame.empty:
         raise SSDError(
             f"no finished run folders ({runs.note()}): run some jobs first (make sweep), or pass --runs "
             f"with the folder that holds them"
         )
-    pngs = {}
+    cost = cost if cost is not None else projection.default_table()
+    figures = {}
     for kind in AXES:
+        try:
+            figures[f"pareto_{kind}.png"] = figure(runs.frame, kind, cost)
+        except SSDError as e:
+            if kind != "projected_speedup":
+                raise
+            print(f"plots: pareto_{kind}.png not written: {e}", flush=True)
+    figures["aup_tpf.png"] = aup_plot.figure(runs.frame)
+    pngs = {}
+    for name, fig in figures.items():
         png = io.BytesIO()
-        save_png(figure(runs.frame, kind), png)
-        pngs[f"pareto_{kind}.png"] = png.getvalue()
+        save_png(fig, png)
+        pngs[name] = png.getvalue()
     return write_files(out_dir, pngs)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.select import choose
     from ssd.report.tables import parser
-    from ssd.run import fail
 
     args = parser("Pareto plots of finished runs, from run folders only.", DEFAULT_OUT).parse_args(argv)
     try:

@@ -8,7 +8,9 @@ for a named device and model shape) and divides the run's generated tokens by th
     projected seconds = sum over a run's forwards of cost(forward)
         cost = refresh_ms * rows               rows that all run the whole sequence: a block-start
                                                refresh (1 row), a forward without a cache
-               rows_ms(rows)                   a cached forward over `rows` candidate blocks
+               rows_ms(rows)                   a cached forward over `rows` candidate blocks (of another
+                                               block length than the table's: priced by query tokens,
+                                               rows * block / the table's block)
                rows_ms(cached) + full * refresh_ms
                                                `full` whole-sequence rows (states that fill the block,
                                                seeding the next) beside `cached` cached rows: a second
@@ -48,12 +50,13 @@ def projected_seconds(
     cache: str,
     table: CostTable,
     shapes: dict[str, int] | None = None,
+    block: int | None = None,
 ) -> float:
     """Projected decoding time of a run: from `shapes` ("rows/full": forwards) when recorded, else from
     its histogram of rows per forward (refreshes recorded as 1-row forwards: one per block per sample
     with a cache; without one every forward is priced as full-sequence rows)."""
     if shapes:
-        return shapes_seconds(shapes, table)
+        return shapes_seconds(shapes, table, block)
     counts = {int(k): int(v) for k, v in histogram.items()}
     if cache == "none":  # every forward runs the whole sequence: refreshes (however many) and rows alike
         return sum(table.forward_ms(rows, rows) * n for rows, n in counts.items()) / 1000.0
@@ -61,14 +64,14 @@ def projected_seconds(
     if counts.get(1, 0) < refreshes:
         raise ValueError(f"{refreshes} refreshes expected, only {counts.get(1, 0)} one-row forwards recorded")
     counts[1] -= refreshes
-    forwards = sum(table.ms(rows) * n for rows, n in counts.items())
+    forwards = sum(table.ms(rows, block) * n for rows, n in counts.items())
     return (refreshes * table.refresh_ms + forwards) / 1000.0
 
 
-def shapes_seconds(shapes: dict[str, int], table: CostTable) -> float:
+def shapes_seconds(shapes: dict[str, int], table: CostTable, block: int | None = None) -> float:
     """Projected time of forwards counted by shape ("rows/whole": forwards, summary.json's
-    forward_shape_histogram)."""
-    return sum(table.forward_ms(*map(int, k.split("/"))) * n for k, n in shapes.items()) / 1000.0
+    forward_shape_histogram) over blocks of `block` tokens (default: the table's)."""
+    return sum(table.forward_ms(*map(int, k.split("/")), block) * n for k, n in shapes.items()) / 1000.0
 
 
 def _throughput(r: dict[str, Any], table: CostTable) -> float | None:
@@ -83,7 +86,13 @@ def _throughput(r: dict[str, Any], table: CostTable) -> float | None:
     blocks = int(r["gen_length"]) // int(r["block_length"])
     try:
         seconds = projected_seconds(
-            histogram, int(r["n_samples"]), blocks, str(r["cache"]), table, shapes or None
+            histogram,
+            int(r["n_samples"]),
+            blocks,
+            str(r["cache"]),
+            table,
+            shapes or None,
+            int(r["block_length"]),
         )
     except ValueError:
         return None
@@ -118,6 +127,7 @@ def legend(table: CostTable | None) -> str:
     return (
         f"projected speedup on {table.device}: a PROJECTION, not a measurement: each recorded forward priced "
         f"with the cost table results/forward_cost/{table.name}.json ({table.model_shape}; ms per forward by "
-        f"rows, extrapolated beyond {table.max_rows} rows; a whole-sequence row beside cached ones, a state "
-        "seeding the next block, adds a refresh), tokens over that time, over the baseline's."
+        f"rows, extrapolated beyond {table.max_rows} rows; rows of another block than {table.block_length} "
+        "priced by query tokens; a whole-sequence row beside cached ones, a state seeding the next block, "
+        "adds a refresh), tokens over that time, over the baseline's."
     )

@@ -2,6 +2,8 @@
 
 Data only: ssd/report/paper.py renders it beside our runs. Every accuracy is in percent, every throughput
 in generated tokens per second on the authors' A100, and a table's numbers are kept in the paper's order.
+d3LLM's AUP leaderboard (`LEADERBOARD`) is points (TPF, accuracy %) per method, as its data files give
+them; its AUPs are computed here (ssd/report/aup.py), not transcribed.
 """
 
 from __future__ import annotations
@@ -112,5 +114,172 @@ SSD_HEADLINES = (
         decoder="ssd",
         speedup=None,
         paper_settings="block 8, refresh 8, N 3–5 per model",
+    ),
+)
+
+
+Points = tuple[tuple[float, float], ...]  # (TPF, accuracy %), as published
+
+
+@dataclass(frozen=True)
+class LeaderboardTask:
+    """One task of d3LLM's AUP leaderboard: each method's published points."""
+
+    family: str  # the model family (our model.name): llada | dream
+    model: str  # the checkpoint our runs must be of (its name), as for the tables above
+    task: str  # d3LLM's name of the task
+    benchmarks: tuple[str, ...]  # our test sets standing for it (benchmark variants); () where none does
+    methods: dict[str, Points]  # in the published order
+
+
+LEADERBOARD_SOURCE = (
+    "d3LLM (ICML 2026), its AUP leaderboard data (hao-ai-lab/d3LLM, AUP_leaderboard/data_llada.yaml and "
+    "data_dream.yaml): TPF and accuracy % per method and task, each method's first point its TPF-1 run"
+)
+LEADERBOARD = (
+    LeaderboardTask(
+        "llada",
+        "LLaDA-8B-Instruct",
+        "GSM8K-CoT",
+        ("gsm8k_cot", "gsm8k_cot_zeroshot"),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 74.1),),
+            "LLaDA": ((1.0, 72.55),),
+            "Fast-dLLM-LLaDA": ((1.0, 74.79), (2.77, 74.68)),
+            "D2F": ((1.0, 74.98), (2.88, 74.39)),
+            "dParallel-LLaDA": ((1.0, 74.0), (5.14, 72.63)),
+            "d3LLM-LLaDA": ((1.0, 74.02), (9.11, 73.09)),
+        },
+    ),
+    LeaderboardTask(
+        "llada",
+        "LLaDA-8B-Instruct",
+        "MATH",
+        ("math", "math500"),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 41.15),),
+            "LLaDA": ((1.0, 32.2),),
+            "Fast-dLLM-LLaDA": ((1.0, 32.1), (1.97, 30.82)),
+            "D2F": ((1.0, 29.1), (2.66, 28.94)),
+            "dParallel-LLaDA": ((1.0, 32.0), (3.17, 30.18)),
+            "d3LLM-LLaDA": ((1.0, 32.76), (5.74, 30.36)),
+        },
+    ),
+    LeaderboardTask(
+        "llada",
+        "LLaDA-8B-Instruct",
+        "MBPP",
+        ("mbpp",),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 63.6),),
+            "LLaDA": ((1.0, 41.72),),
+            "Fast-dLLM-LLaDA": ((1.0, 41.58), (2.13, 38.6)),
+            "D2F": ((1.0, 39.1), (2.13, 39.0)),
+            "dParallel-LLaDA": ((1.0, 41.62), (2.35, 40.0)),
+            "d3LLM-LLaDA": ((1.0, 42.0), (4.21, 40.6)),
+        },
+    ),
+    LeaderboardTask(
+        "llada",
+        "LLaDA-8B-Instruct",
+        "HumanEval",
+        ("humaneval",),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 67.73),),
+            "LLaDA": ((1.0, 38.28),),
+            "Fast-dLLM-LLaDA": ((1.0, 38.16), (2.56, 37.8)),
+            "D2F": ((1.0, 41.02), (2.69, 40.64)),
+            "dParallel-LLaDA": ((1.0, 39.68), (4.93, 39.02)),
+            "d3LLM-LLaDA": ((1.0, 39.8), (5.95, 39.63)),
+        },
+    ),
+    LeaderboardTask(
+        "llada",
+        "LLaDA-8B-Instruct",
+        "Long-GSM8K",
+        (),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 82.56),),
+            "LLaDA": ((1.0, 78.58),),
+            "Fast-dLLM-LLaDA": ((1.0, 78.45), (2.45, 78.01)),
+            "D2F": ((1.0, 76.0), (2.7, 75.66)),
+            "dParallel-LLaDA": ((1.0, 79.15), (4.49, 76.65)),
+            "d3LLM-LLaDA": ((1.0, 78.32), (6.95, 74.22)),
+        },
+    ),
+    LeaderboardTask(
+        "dream",
+        "Dream-v0-Instruct-7B",
+        "GSM8K-CoT",
+        ("gsm8k_cot", "gsm8k_cot_zeroshot"),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 74.1),),
+            "EAGLE-3": ((1.0, 76.57), (5.12, 76.57)),
+            "Dream": ((1.0, 83.94),),
+            "Fast-dLLM-Dream": ((1.0, 83.68), (1.44, 79.0)),
+            "Fast-dLLM-v2-7B": ((1.0, 82.82), (2.21, 81.48)),
+            "dParallel-Dream": ((1.0, 83.8), (3.02, 82.12)),
+            "d3LLM-Dream": ((1.0, 83.47), (4.94, 81.36)),
+        },
+    ),
+    LeaderboardTask(
+        "dream",
+        "Dream-v0-Instruct-7B",
+        "MATH",
+        ("math", "math500"),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 41.15),),
+            "EAGLE-3": ((1.0, 39.8), (5.72, 39.8)),
+            "Dream": ((1.0, 39.63),),
+            "Fast-dLLM-Dream": ((1.0, 39.53), (1.78, 38.3)),
+            "Fast-dLLM-v2-7B": ((1.0, 49.92), (2.61, 48.74)),
+            "dParallel-Dream": ((1.0, 39.06), (2.94, 38.72)),
+            "d3LLM-Dream": ((1.0, 39.38), (3.92, 38.21)),
+        },
+    ),
+    LeaderboardTask(
+        "dream",
+        "Dream-v0-Instruct-7B",
+        "MBPP-Instruct",
+        ("mbpp",),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 63.8),),
+            "EAGLE-3": ((1.0, 60.2), (5.69, 60.2)),
+            "Dream": ((1.0, 57.2),),
+            "Fast-dLLM-Dream": ((1.0, 56.38), (1.2, 53.2)),
+            "Fast-dLLM-v2-7B": ((1.0, 61.23), (2.04, 59.12)),
+            "dParallel-Dream": ((1.0, 57.8), (2.24, 55.4)),
+            "d3LLM-Dream": ((1.0, 58.8), (2.96, 55.6)),
+        },
+    ),
+    LeaderboardTask(
+        "dream",
+        "Dream-v0-Instruct-7B",
+        "HumanEval-Instruct",
+        ("humaneval",),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 72.25),),
+            "EAGLE-3": ((1.0, 67.58), (5.98, 67.58)),
+            "Dream": ((1.0, 55.2),),
+            "Fast-dLLM-Dream": ((1.0, 54.86), (1.33, 54.27)),
+            "Fast-dLLM-v2-7B": ((1.0, 63.2), (2.58, 61.7)),
+            "dParallel-Dream": ((1.0, 56.08), (2.57, 54.27)),
+            "d3LLM-Dream": ((1.0, 58.86), (3.2, 57.1)),
+        },
+    ),
+    LeaderboardTask(
+        "dream",
+        "Dream-v0-Instruct-7B",
+        "Long-GSM8K",
+        (),
+        {
+            "Qwen-2.5-7B-it": ((1.0, 82.56),),
+            "EAGLE-3": ((1.0, 80.52), (5.57, 80.52)),
+            "Dream": ((1.0, 78.95),),
+            "Fast-dLLM-Dream": ((1.0, 78.83), (1.79, 76.57)),
+            "Fast-dLLM-v2-7B": ((1.0, 82.34), (2.58, 80.97)),
+            "dParallel-Dream": ((1.0, 81.27), (3.49, 78.56)),
+            "d3LLM-Dream": ((1.0, 81.2), (4.8, 77.18)),
+        },
     ),
 )

@@ -21,6 +21,10 @@ import yaml
 from ssd.config import parse_shard
 from ssd.errors import SSDError
 from ssd.registry import did_you_mean
+from ssd.report.labels import benchmark_label, benchmark_variant, decoder_label, device_label, model_label
+from ssd.report.labels import is_tree as _is_tree
+from ssd.report.labels import number as _number
+from ssd.report.labels import rule as _rule
 from ssd.report.shards import merge, setting_key
 from ssd.results.runfolder import CONFIG, SAMPLES, SUMMARY, read_summary
 from ssd.results.verify import verify
@@ -119,14 +123,6 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def _number(value: Any) -> float | None:
-    """A finite float, or None (absent, null, or not a number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def report_fields(summary: dict[str, Any]) -> dict[str, Any]:
     """The timing columns of a run's report row (threads, contention, paired speedup) and when it finished
     (`finished`), from its summary. Summaries written before the runner recorded timing have none: then
@@ -149,98 +145,10 @@ def report_fields(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_label(path: str | None, name: str | None) -> str:
-    """The checkpoint's name: the last part of its folder or hub id (`GSAI-ML/LLaDA-8B-Instruct` →
-    `LLaDA-8B-Instruct`), or the architecture when there is no path."""
-    if path:
-        tail = str(path).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
-        if tail:
-            return tail
-    return str(name)
-
-
-def device_label(environment: Any) -> str:
-    """The kind of device a run was timed on: the GPU's name, or `cpu (<processor>)`."""
-    if not isinstance(environment, dict):
-        return "n/a"
-    hardware = environment.get("hardware") if isinstance(environment.get("hardware"), dict) else {}
-    device = environment.get("device") if isinstance(environment.get("device"), str) else None
-    device = device or hardware.get("device")
-    name = hardware.get("device_name")
-    if device is None and name is None:
-        return "n/a"
-    kind = str(device or "").split(":")[0]
-    if kind == "cuda":
-        return str(name or device)
-    if name and kind:
-        return f"{kind} ({name})"
-    return str(name or kind)
-
-
-def _fmt_knob(value: float) -> str:
-    return f"{value:g}"
-
-
-def decoder_label(decoder: dict[str, Any]) -> tuple[str, str]:
-    """(label, knob) of a decoder config: `ssd N=4`, `fast_dllm τ=0.9`, `fast_dllm f=1`, `psd τ=0.9 N=4`."""
-    name = str(decoder.get("name"))
-    knobs = []
-    if name in ("fast_dllm", "psd"):
-        if decoder.get("rule", "threshold") == "factor":
-            knobs.append(f"f={_fmt_knob(decoder.get('factor', 1.0))}")
-        else:
-            knobs.append(f"τ={_fmt_knob(decoder.get('threshold', 0.9))}")
-    if _is_tree(decoder):
-        knobs.append(f"tree={decoder['tree']}" if decoder.get("tree") else f"budget={decoder['tree_budget']}")
-        if decoder.get("tree_budget") and decoder.get("tree_cost"):
-            knobs.append(f"cost={Path(str(decoder['tree_cost'])).stem}")
-        if decoder.get("tree_budget") and decoder.get("tree_calibration"):
-            knobs.append(f"graph={Path(str(decoder['tree_calibration'])).stem}")
-    elif name in ("ssd", "psd") and decoder.get("draft_length") is not None:
-        knobs.append(f"N={decoder['draft_length']}")
-    if name == "ssd" and decoder.get("seed_next_block"):
-        knobs.append("seeded")
-    temperature = _number(decoder.get("temperature")) or 0.0
-    if temperature > 0:
-        knobs.append(f"T={_fmt_knob(temperature)}")
-    knob = " ".join(knobs)
-    return (f"{name} {knob}" if knob else name), knob
-
-
-def _is_tree(decoder: dict[str, Any]) -> bool:
-    """An SSD run with a verification tree (its draft_length plays no part)."""
-    return decoder.get("name") == "ssd" and bool(decoder.get("tree") or decoder.get("tree_budget"))
-
-
-def benchmark_variant(benchmark: dict[str, Any]) -> str:
-    """Which test set: the variant (`gsm8k_cot`) or subset (`math500`) where the benchmark has one."""
-    subset = benchmark.get("subset")
-    if subset and subset != "full":
-        return str(subset)
-    return str(benchmark.get("variant") or benchmark.get("name"))
-
-
-def _default_chat(name: str) -> bool:
-    from ssd.config import SCHEMAS
-
-    schema = SCHEMAS["benchmark"].get(f"_schema_{name}")
-    return bool(getattr(schema, "chat", True))
-
-
-def benchmark_label(benchmark: dict[str, Any]) -> str:
-    """`gsm8k 5-shot`, `math500 4-shot`; `, chat` / `, no chat` where the chat template is not the
-    benchmark's default."""
-    label = f"{benchmark_variant(benchmark)} {benchmark.get('num_fewshot', 0)}-shot"
-    chat = bool(benchmark.get("chat", True))
-    if chat != _default_chat(str(benchmark.get("name"))):
-        label += ", chat" if chat else ", no chat"
-    return label
-
-
 def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     model, decoder, benchmark = config["model"], config["decoder"], config["benchmark"]
     label, knob = decoder_label(decoder)
-    rule = decoder.get("rule") if decoder.get("name") in ("fast_dllm", "psd") else None
+    rule = _rule(decoder)
     checked = bool(summary.get("lossless_checked"))
     bench_key = {k: v for k, v in benchmark.items() if k != "data_dir"}
     return {
@@ -259,6 +167,7 @@ def _row(folder: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         "decoder": str(decoder.get("name")),
         "decoder_label": label,
         "knob": knob,
+        "policy": decoder.get("policy"),  # what SSD speculates over (absent: stepwise)
         "rule": rule,
         "threshold": _number(decoder.get("threshold")) if rule == "threshold" else None,
         "factor": _number(decoder.get("factor")) if rule == "factor" else None,

@@ -14,7 +14,8 @@ from typing import Any
 
 from ssd.config import parse_shard
 from ssd.errors import SSDError
-from ssd.results.runfolder import SAMPLES, RunFolder, config_hash, hashed_part, recorded_aggregate
+from ssd.results.runfolder import SAMPLES, RunFolder, config_hash, hashed_part
+from ssd.results.summary import recorded_aggregate
 
 
 def setting_key(config: dict[str, Any]) -> str:

@@ -53,6 +53,15 @@ def heartbeat(what: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
         thread.join()
 
 
+# A code benchmark graded without a sandbox: the runner's first line, its last, and the tables say so.
+UNCONTAINED = "UNCONTAINED (sandbox none)"
+UNCONTAINED_WHY = (
+    "generated code runs with your user's rights, unsandboxed: it can read and change your files (this "
+    "harness and its results included) and forge its own verdict, so this pass@1 is not a contained result; "
+    "install bubblewrap and leave benchmark.sandbox and SSD_SANDBOX unset"
+)
+
+
 def headline(summary: dict[str, Any]) -> str:
     """A finished job's figures, rounded for reading (the summary keeps them whole)."""
     parts = []
@@ -68,4 +77,6 @@ def headline(summary: dict[str, Any]) -> str:
     timing = summary.get("timing") or {}
     if timing.get("contended"):
         parts.append(f"CONTENDED while timed ({timing['contended_why']}): speeds unreliable")
+    if "none" in str(summary.get("sandbox", "")).split("+"):
+        parts.append(f"{UNCONTAINED}: pass@1 not a contained result")
     return ", ".join(parts)

@@ -8,6 +8,9 @@ It is the source of truth that reports read, and what makes a job idempotent and
   the count and sha256 of the samples it was computed from, so a later change is detected
   (ssd/results/verify.py);
 - a job that fails before its first sample leaves no folder, and no temporary file outlives the next run.
+
+This module is the folder's files only: names, locks, writes and reads. What summary.json says is
+computed from the samples by ssd/results/summary.py, and checked against them by ssd/results/verify.py.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import yaml
 
 from ssd.errors import SSDError
 from ssd.results.storage import writing
-from ssd.results.timing import contention, paired_summary
 
 CONFIG = "config.yaml"
 SAMPLES = "samples.jsonl"
@@ -117,123 +119,10 @@ def read_summary(path: Path) -> dict[str, Any]:
     return data
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den > 0 else None
-
-
-def first_difference(tokens: list[int], reference: list[int]) -> int | None:
-    """The first position where two token sequences differ (a length difference counts), or None."""
-    for i, (a, b) in enumerate(zip(tokens, reference, strict=False)):
-        if a != b:
-            return i
-    return None if len(tokens) == len(reference) else min(len(tokens), len(reference))
-
-
-def histogram(values: list[int]) -> dict[str, int]:
-    """Counts per value, keyed by the value as a string (JSON object keys), in ascending order."""
-    counts: dict[int, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return {str(k): counts[k] for k in sorted(counts)}
-
-
-def shape_histogram(samples: list[dict[str, Any]]) -> dict[str, int]:
-    """Forwards counted by "rows/full" (rows, of which `full` ran the whole sequence: refreshes, rows
-    without a cache, states seeding the next block); {} unless every sample recorded its full rows."""
-    shapes: dict[tuple[int, int], int] = {}
-    for s in samples:
-        full = s.get("forward_full_rows") or []
-        if len(full) != len(s["forward_batch_sizes"]) or not full:
-            return {}
-        for shape in zip(s["forward_batch_sizes"], full, strict=True):
-            shapes[shape] = shapes.get(shape, 0) + 1
-    return {f"{r}/{f}": shapes[r, f] for r, f in sorted(shapes)}
-
-
-def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregate metrics of a job, from its sample records only (algorithms.md, "Metrics")."""
-    tokens = sum(s["generated_tokens"] for s in samples)
-    nfe = sum(s["nfe"] for s in samples)
-    wall = sum(s["wall_seconds"] for s in samples)
-    accepted = [a for s in samples for a in s.get("accepted", [])]
-    return {
-        "n_samples": len(samples),
-        "accuracy": _mean([float(bool(s["correct"])) for s in samples]),
-        "throughput_tokens_per_s": _ratio(tokens, wall),
-        "tokens_per_forward": _ratio(tokens, nfe),
-        "mean_nfe": _mean([s["nfe"] for s in samples]),
-        "mean_wall_seconds": _mean([s["wall_seconds"] for s in samples]),
-        "mean_generated_tokens": _mean([s["generated_tokens"] for s in samples]),
-        "mean_accepted": _mean(accepted),
-        "total_generated_tokens": tokens,
-        "total_nfe": nfe,
-        "total_forward_rows": sum(sum(s["forward_batch_sizes"]) for s in samples),
-        "total_wall_seconds": wall,
-        "accepted_histogram": histogram(accepted),
-        "forward_batch_size_histogram": histogram([b for s in samples for b in s["forward_batch_sizes"]]),
-        "forward_shape_histogram": shape_histogram(samples),
-        "draft_length_histogram": histogram(
-            [d for s in samples for d in s.get("extra", {}).get("draft_lengths", [])]
-        ),
-        **_identity(samples),
-    }
-
-
-def isolation_used(records: list[dict[str, Any]]) -> dict[str, str]:
-    """{"sandbox": isolation} of a code benchmark's sample records ("a+b" if a resumed run mixed them); {}
-    for other benchmarks."""
-    used = sorted({str(r["details"]["isolation"]) for r in records if "isolation" in r.get("details", {})})
-    return {"sandbox": "+".join(used)} if used else {}
-
-
-def aggregate(
-    samples: list[dict[str, Any]], device: str, threads: int, cores: int | None = None
-) -> dict[str, Any]:
-    """Everything summary.json derives from sample records: the metrics, the sandbox of a code benchmark,
-    whether the job was oversubscribed while timed and its paired speedup (ssd/results/timing.py). One
-    place for a job's summary, its shards merged back and its verification, so none falls behind.
-    `cores`: the usable cores of the machine that timed the samples (default: this one's)."""
-    return {
-        **summarize(samples),
-        **isolation_used(samples),
-        "timing": contention(samples, threads, device, cores),
-        "paired_speedup": paired_summary(samples, device, threads),
-    }
-
-
-def recorded_device(summary: dict[str, Any]) -> str:
-    """`cpu` or `cuda`: the kind of device a job ran on, from its summary's recorded environment."""
-    hardware = (summary.get("environment") or {}).get("hardware") or {}
-    return str(hardware.get("device") or "cpu").split(":")[0]
-
-
-def recorded_aggregate(samples: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
-    """`aggregate` as the job that wrote `summary` computed it: its device, threads and usable cores."""
-    timing = summary.get("timing") if isinstance(summary.get("timing"), dict) else {}
-    threads, cores = timing.get("threads") or 1, timing.get("usable_cores")
-    return aggregate(samples, recorded_device(summary), threads, cores)
-
-
-def _identity(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Token identity with the reference decoder, where it was checked."""
-    checked = [s for s in samples if s.get("identical") is not None]
-    if not checked:
-        return {"lossless_checked": False}
-    diverging = [s["first_diverging_position"] for s in checked if not s["identical"]]
-    return {
-        "lossless_checked": True,
-        "identical_rate": _mean([float(s["identical"]) for s in checked]),
-        "n_identical": len(checked) - len(diverging),
-        "earliest_divergence": min(diverging) if diverging else None,
-    }
-
-
 @dataclass(frozen=True)
 class RunFolder:
+    """One job's folder (`for_config`: under its output_dir, named by its config) and its three files."""
+
     path: Path
 
     @classmethod

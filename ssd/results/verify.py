@@ -2,11 +2,11 @@
 
 `summary.json` records what it was computed from (`computed_from`: the record count and sha256 of
 `samples.jsonl`, written by RunFolder.write_summary). Before a finished run is skipped by the runner or read
-by a report, `verify` checks that record and recomputes the aggregates from the samples (the timing
-verdict and paired speedup too, with the device, threads and cores the job recorded); a folder whose
-files disagree (an edited accuracy or speedup, a changed or damaged sample line) is refused in one line
-naming it.
-Runs written before the record existed are checked by recomputation alone.
+by a report, `verify` checks that record and recomputes the summary from the samples with the writer's
+own aggregation (ssd/results/summary.py; the timing verdict and paired speedup with the device, threads
+and cores the job recorded); a folder whose files disagree (an edited accuracy or speedup, a changed or
+damaged sample line) is refused in one line naming it. Runs written before the record existed are
+checked by recomputation alone.
 """
 
 from __future__ import annotations
@@ -16,18 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ssd.errors import SSDError
-from ssd.results.runfolder import (
-    SAMPLES,
-    STAMP,
-    SUMMARY,
-    RunFolder,
-    read_summary,
-    recorded_aggregate,
-    samples_stamp,
-    summarize,
-)
+from ssd.results.runfolder import SAMPLES, STAMP, SUMMARY, RunFolder, read_summary, samples_stamp
+from ssd.results.summary import recorded_aggregate
 
-# What a record needs for `summarize`: runs written by hand (tests, imports) without them are only counted.
+# What a record needs for the summary's metrics: runs written by hand (tests, imports) without them are
+# only counted.
 NEEDED = ("correct", "generated_tokens", "nfe", "wall_seconds", "forward_batch_sizes")
 
 
@@ -59,8 +52,9 @@ def verify(folder: Path, summary: dict[str, Any] | None = None) -> None:
         raise SSDError(f"{damaged}: the last line of {SAMPLES} is incomplete although it finished: {redo}")
     samples = RunFolder(folder).parse_samples(data)  # the bytes stamped above: the file is read once
     if all(all(k in s for k in NEEDED) for s in samples):
-        # with its timing verdict and paired speedup when it recorded how it was timed
-        expected = recorded_aggregate(samples, summary) if "timing" in summary else summarize(samples)
+        # the writer's own aggregation, with the device, threads and cores the job recorded; only the keys
+        # the summary holds are compared (a run written before a figure existed is checked without it)
+        expected = recorded_aggregate(samples, summary)
     else:
         expected = {"n_samples": len(samples)}
     for key, value in expected.items():

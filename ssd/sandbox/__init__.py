@@ -13,15 +13,19 @@ What each mode cannot guarantee:
   (each has RLIMIT_AS); kernel exploits are out of scope.
 - `ns` (root only): the same namespaces built by `launcher.py` itself; kernel exploits are out of scope.
 - `none` (only when asked for): rlimits, a minimal environment and a timeout, nothing else. The program
-  can read and change what the harness's user can, use the network, and without root signal or ptrace
-  the harness and the checker: it can forge a verdict. Its pass@1 is not a contained result.
+  can read and change what the harness's user can (without root: its code, results and answer keys),
+  use the network, kill that user's processes, and leave daemons out of the harness's sight by killing
+  its launcher. Its pass@1 is not a contained result. What keeps the verdict itself out of its reach
+  (scripts run from memory and checked on disk, a sealed spec, a socket for the verdict, an undumpable
+  checker) is in `seal.py`.
 As root every mode also runs each program under a uid of its own and, where cgroups are writable, in a
 cgroup of its own (pids.max, a memory cap, cgroup.kill).
 
-`launcher.py`, `serve.py`, `checker.py` and `wire.py` are standard-library scripts run by path with
-`python -I`; they import nothing from this package.
+`launcher.py`, `serve.py`, `checker.py` and `wire.py` are standard-library scripts run from the copies
+`seal.py` reads into memory at import (`python -I -S -c`; serve.py and wire.py as files in the sandbox);
+they import nothing from this package.
 """
 
-from ssd.sandbox.grader import ISOLATIONS, Job, Limits, Mechanism, Result, grade, mechanism
+from ssd.sandbox.grader import ISOLATIONS, TAMPERED, Job, Limits, Mechanism, Result, grade, mechanism
 
-__all__ = ["ISOLATIONS", "Job", "Limits", "Mechanism", "Result", "grade", "mechanism"]
+__all__ = ["ISOLATIONS", "TAMPERED", "Job", "Limits", "Mechanism", "Result", "grade", "mechanism"]

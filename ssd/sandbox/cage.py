@@ -3,9 +3,13 @@
 `Cage.start` runs ssd/sandbox/launcher.py (which joins the program's cgroup, then execs bubblewrap or
 builds the namespaces itself); `Cage.stop` kills, in this order of strength: the cgroup (cgroup.kill:
 nothing in it can leave), the pid namespace's init (the kernel then kills every process of the
-namespace, and none can leave it), the launcher's process group and, under isolation `none` as root,
-every process of the sandbox uid. It then counts what is still alive (cgroup members, processes in the
-pid namespace or of the uid) and records that number, 0 unless containment failed.
+namespace, and none can leave it), under isolation `none` every descendant of the launcher (a subreaper:
+the program's orphans stay below it) and, as root, every process of the sandbox uid, then the launcher's
+process group. It then counts what is still alive where it looked (`survivors_scope`: cgroup members,
+processes in the pid namespace or of the uid, the launcher's descendants) and records that number, 0
+unless containment failed. Under `none` without root the launcher's descendants are all it can see: a
+program that kills its launcher (it runs as the same user) takes its other processes out of sight, and
+then `survivors` is null, with the reason in `survivors_unseen`.
 """
 
 from __future__ import annotations
@@ -21,10 +25,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from ssd.sandbox import cgroups
+from ssd.sandbox import cgroups, seal
 
-HERE = Path(__file__).resolve().parent
-LAUNCHER = HERE / "launcher.py"
 MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 RO_BINDS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
@@ -55,7 +57,7 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _identity(pid: str) -> tuple[str | None, int]:
+def _identity(pid: str, _: Any = None) -> tuple[str | None, int]:
     """(pid namespace, uid) of a process."""
     uid = os.stat(f"/proc/{pid}").st_uid
     try:
@@ -65,21 +67,35 @@ def _identity(pid: str) -> tuple[str | None, int]:
 
 
 def uid_members(uid: int) -> list[int]:
-    return [pid for pid, owner in _procs(lambda p: os.stat(f"/proc/{p}").st_uid) if owner == uid]
+    return [pid for pid, owner in _procs(lambda p, _: os.stat(f"/proc/{p}").st_uid) if owner == uid]
+
+
+def descendants(root: int) -> list[int]:
+    """Live processes below `root` (not itself), by the parent each has in /proc/PID/stat."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _procs(lambda _, stat: int(stat[1])):
+        children.setdefault(parent, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def _procs(key: Any) -> list[tuple[int, Any]]:
+    """(pid, key(pid, fields of /proc/PID/stat after the name)) of every live process."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            value = key(entry)
             with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
+                stat = f.read().rsplit(b")", 1)[1].split()
+            value = key(entry, stat)
+        except (OSError, IndexError, ValueError):
             continue
-        if state not in (b"Z", b"X"):
+        if stat[0] not in (b"Z", b"X"):
             found.append((int(entry), value))
     return found
 
@@ -121,6 +137,7 @@ class Cage:
             "hostdir": self.hostdir,
             "binds": ro_binds(mech.python),
             "tmpfs_bytes": limits.tmpfs_bytes,
+            "harness": os.getpid(),
         }
         if mech.isolation == "bwrap":
             bwrap = bwrap_argv(mech.bwrap, mech.python, self.hostdir, limits.tmpfs_bytes, info_w)
@@ -139,7 +156,7 @@ class Cage:
         fds = tuple(fd for fd in (*pass_fds, info_w) if fd is not None)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)],
+                [sys.executable, "-I", "-S", "-c", seal.source("launcher.py"), json.dumps(spec)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -198,6 +215,7 @@ class Cage:
                 os.close(launcher)
         if self.cgroup is not None:
             found["cgroup_members_killed"] = self.cgroup.kill()
+        tree = self._end_tree() if self.mech.isolation == "none" else {}
         with suppress(OSError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -205,12 +223,30 @@ class Cage:
             self.cgroup.empty()
         if self.uid is not None and self.mech.isolation == "none":
             found["uid_processes_killed"] = _kill_all(lambda: uid_members(self.uid))
-        survivors = self._survivors()
+        survivors = self._survivors() + tree.pop("left", 0)
         if self.cgroup is not None:
             found.update(self.cgroup.peak())
             self.cgroup.remove()
-        found["survivors"] = survivors
+        found.update(tree)
+        found["survivors"] = None if "survivors_unseen" in tree else survivors
         return found
+
+    def _end_tree(self) -> dict[str, Any]:
+        """Under `none`: kill the launcher's descendants (the program's processes: the launcher is their
+        subreaper, so orphans stay below it) and count those left. A launcher killed before the harness
+        stopped it (the program runs as its user, without root) took them out of sight: say so."""
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is not None:  # ended: its pid may be reused, so no walk from it
+            if code < 0 and self.uid is None and self.cgroup is None:
+                return {
+                    "survivors_unseen": f"the launcher was killed (signal {-code}) before the harness "
+                    f"stopped it: what the program started may live on, out of the harness's sight"
+                }
+            return {}
+        pid = self.proc.pid  # alive or a zombie not yet reaped: still this harness's child
+        killed = _kill_all(lambda: descendants(pid))
+        return {"descendants_killed": killed, "left": len(descendants(pid))}
 
     def _survivors(self) -> int:
         """Processes of this program still alive a moment after the kill (0 unless containment failed)."""
@@ -228,16 +264,27 @@ class Cage:
     def describe(self) -> dict[str, Any]:
         how = ["cgroup"] if self.cgroup is not None else []
         how += ["pid namespace init"] if self.mech.isolation != "none" else []
+        how += ["launcher's descendants"] if self.mech.isolation == "none" else []
         how += ["process group"] + (["sandbox uid"] if self.uid is not None else [])
         nproc = "cgroup pids.max" if self.cgroup and "pids_max" in self.cgroup.limits else None
         nproc = nproc or ("RLIMIT_NPROC, own uid" if self.uid is not None else None)
         nproc = nproc or ("RLIMIT_NPROC, own user namespace" if self.mech.isolation == "bwrap" else "none")
-        out = {"kill": how, "nproc_cap": nproc, "nproc": self.limits.nproc}
+        scope = [k for k, on in SCOPES.items() if on(self)]
+        out = {"kill": how, "nproc_cap": nproc, "nproc": self.limits.nproc, "survivors_scope": scope}
         if self.cgroup is not None:
             out.update(self.cgroup.describe())
         if self.mech.isolation != "none":
             out["tmpfs_bytes"] = self.limits.tmpfs_bytes
         return out
+
+
+# Where `survivors` looks for what outlived a program, when each applies.
+SCOPES = {
+    "cgroup": lambda cage: cage.cgroup is not None,
+    "pid namespace": lambda cage: cage.mech.isolation != "none",
+    "sandbox uid": lambda cage: cage.uid is not None,
+    "launcher's descendants": lambda cage: cage.mech.isolation == "none",
+}
 
 
 def _kill_all(members: Any) -> int:

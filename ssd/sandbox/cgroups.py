@@ -147,6 +147,22 @@ def _rmdir(path: Path) -> None:
             time.sleep(0.0005 * min(i + 1, 10))
 
 
+def sweep(prefix: str, alive: Any) -> list[str]:
+    """Kill what is left in, and remove, the groups `<prefix><pid>-*` (below this process's own) of
+    harnesses no longer `alive(pid)`: a harness killed by SIGKILL never removed its own."""
+    removed = []
+    for parent in _hierarchies().values():
+        with suppress(OSError):
+            for path in parent.glob(f"{prefix}*"):
+                pid = path.name[len(prefix) :].partition("-")[0]
+                if pid.isdigit() and path.is_dir() and not alive(int(pid)):
+                    with suppress(OSError):
+                        (path / "cgroup.kill").write_text("1")
+                    _rmdir(path)
+                    removed.append(str(path))
+    return removed
+
+
 def create(name: str, pids_max: int, memory_bytes: int) -> Cgroup | None:
     """A fresh cgroup for one program, or None where no hierarchy is writable (not root, no delegation)."""
     group = Cgroup(name, pids_max, memory_bytes)

@@ -1,12 +1,15 @@
 """The trusted grader: runs a benchmark's tests against a candidate that lives in another process.
 
-Stdlib only, run as `python -I checker.py REPLY_FD REQUEST_FD VERDICT_FD` with a JSON spec on stdin:
-{"prelude": code, "remote": [names], "tests": code}. The prelude (HumanEval: the prompt's helpers and
-`check`; MBPP: nothing) runs here; then each name in `remote` is bound to a proxy for the candidate's
-object of that name, and `tests` run. The verdict, one JSON line on VERDICT_FD, is {"passed": true} if the
-tests ran to their end, else {"passed": false, "reason": ...}. Calls cross as plain data only
-(ssd/sandbox/wire.py), so the candidate cannot see the expected values nor return anything but
-built-in values to compare them with.
+Stdlib only, run from the harness's in-memory copy of this file (ssd/sandbox/seal.py) as
+`python -I -S -c <this file> REPLY_FD REQUEST_FD VERDICT_FD HARNESS_PID`, with a sealed memfd on stdin
+holding {"wire": <wire.py>, "spec": {"prelude": code, "remote": [names], "tests": code}}. The prelude
+(HumanEval: the prompt's helpers and `check`; MBPP: nothing) runs here; then each name in `remote` is
+bound to a proxy for the candidate's object of that name, and `tests` run. The verdict, one JSON line on
+VERDICT_FD (a socket), is {"passed": true} if the tests ran to their end, else {"passed": false,
+"reason": ...}. Calls cross as plain data only (ssd/sandbox/wire.py), so the candidate cannot see the
+expected values nor return anything but built-in values to compare them with. First of all the checker
+makes itself undumpable (out of reach of the candidate's user, ssd/sandbox/seal.py) and dies with the
+harness.
 """
 
 from __future__ import annotations
@@ -18,21 +21,31 @@ import sys
 from typing import Any
 
 
-def _wire() -> Any:
-    """wire.py from next to this file, without putting this folder on sys.path (where it would shadow
-    modules of the standard library, or of the code run here, by name)."""
-    import importlib.util
+def _guard(harness: int) -> None:
+    """Undumpable (PR_SET_DUMPABLE 0), and killed with the harness (PR_SET_PDEATHSIG SIGKILL; if the
+    harness died already, end now)."""
+    import ctypes
+    import signal
 
-    spec = importlib.util.spec_from_file_location(
-        "ssd_wire", os.path.join(os.path.dirname(__file__), "wire.py")
-    )
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 0, 0, 0, 0)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != harness:
+        os._exit(1)
 
 
-_w = _wire()
-NotPlain, decode, dumps, encode, read_message = _w.NotPlain, _w.decode, _w.dumps, _w.encode, _w.read_message
+# The wire module's names (NotPlain, decode, dumps, encode, read_message) are set by _load_wire.
+
+
+def _load_wire(source: str) -> None:
+    """The wire module from the harness's copy of wire.py (never from a file a candidate could change)."""
+    import types
+
+    module = types.ModuleType("ssd_wire")
+    exec(compile(source, "wire.py", "exec"), module.__dict__)
+    global NotPlain, decode, dumps, encode, read_message
+    NotPlain, decode, dumps = module.NotPlain, module.decode, module.dumps
+    encode, read_message = module.encode, module.read_message
 
 
 class CandidateError(Exception):
@@ -101,11 +114,13 @@ def verdict(spec: dict[str, Any], replies: Any, requests: Any) -> dict[str, Any]
 
 
 def main() -> None:
-    reply_fd, request_fd, verdict_fd = (int(a) for a in sys.argv[1:4])
-    spec = json.load(sys.stdin)
+    reply_fd, request_fd, verdict_fd, harness = (int(a) for a in sys.argv[1:5])
+    _guard(harness)
+    bundle = json.loads(sys.stdin.buffer.read())
+    _load_wire(bundle["wire"])
     replies = os.fdopen(reply_fd, "rb")
     requests = os.fdopen(request_fd, "wb", buffering=0)
-    result = verdict(spec, replies, requests)
+    result = verdict(bundle["spec"], replies, requests)
     os.write(verdict_fd, json.dumps(result).encode() + b"\n")
 
 

@@ -17,7 +17,11 @@ As root the program also runs under a uid of its own (RLIMIT_NPROC binds) and in
 where writable (pids.max, a memory cap on all its processes and tmpfs, cgroup.kill). Without root under
 bwrap, the process cap is RLIMIT_NPROC set inside the user namespace, where the kernel counts it apart.
 After every program, everything it started is killed (ssd/sandbox/cage.py) and the count of survivors
-(0 unless containment failed) is recorded with the isolation in each result's details.
+is recorded with the isolation in each result's details: 0 unless containment failed, or null under
+`none` without root when the program took its processes out of the harness's sight (`survivors_unseen`).
+The checker's code, spec and verdict channel are kept out of a candidate's reach where the OS allows
+(ssd/sandbox/seal.py); a program that changed the sandbox's scripts on disk leaves `tampered` in its
+details, and the next one is not run.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import secrets
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.errors import SSDError
+from ssd.sandbox import cgroups, seal
 from ssd.sandbox.cage import MIN_ENV, Cage
 
 ISOLATIONS = ("bwrap", "ns", "none")
@@ -48,8 +54,17 @@ UID_BASE = 1 << 30  # sandbox uids: UID_BASE + (harness pid % 2**22) * MAX_SLOTS
 MAX_SLOTS = 64
 HERE = Path(__file__).resolve().parent
 REFUSAL = (
-    "code benchmarks run generated code only in a sandbox, and none works here: install bubblewrap "
-    "(apt-get install bubblewrap) or run as root; or set SSD_SANDBOX=none to run it uncontained"
+    "install bubblewrap (apt-get install bubblewrap) to grade code benchmarks: they run generated code only "
+    "in a sandbox, and without bubblewrap none works here unless run as root. SSD_SANDBOX=none would run it "
+    "uncontained, with your user's rights: the code could read and change your files (this harness's and "
+    "its results included), use the network, kill or trace your processes and forge its own verdict"
+)
+
+# The sandbox's own scripts changed on disk (a program graded under `none`, as the harness's user): stop.
+TAMPERED = (
+    "{} changed on disk while grading: a program graded without a sandbox (benchmark.sandbox or "
+    "SSD_SANDBOX none) can change your files, this harness's code and results included; restore them "
+    "(git checkout ssd/sandbox, and check the rest of the checkout) and grade under bubblewrap"
 )
 
 
@@ -98,6 +113,7 @@ class Mechanism:
     python: str  # the interpreter of candidate and checker
     python_version: str
     bwrap: str = "bwrap"
+    sealed: bool = False  # the checker runs an execute-only copy of python: undumpable from its start
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -105,6 +121,7 @@ class Mechanism:
             "own_uid": self.drop_uid,
             "python": self.python,
             "python_version": self.python_version,
+            "checker_undumpable": "from exec" if self.sealed else "once started",
         }
 
 
@@ -135,21 +152,25 @@ def slot_uid(slot: int) -> int:
     return UID_BASE + (os.getpid() % (1 << 22)) * MAX_SLOTS + slot
 
 
-@cache
-def _source(name: str) -> str:
-    return (HERE / name).read_text(encoding="utf-8")
+def _refused(changed: list[str], mech: Mechanism) -> Result:
+    reason = f"not run: {', '.join(changed)} changed on disk since this process started"
+    details = {**mech.describe(), "status": "sandbox_error", "reason": reason, "tampered": changed}
+    return Result(False, "sandbox_error", "", "", 0.0, details | {"survivors": 0})
 
 
 def _run_one(job: Job, limits: Limits, mech: Mechanism) -> Result:
+    changed = seal.tampered()  # checked before and after every program (ssd/sandbox/seal.py)
+    if changed:
+        return _refused(changed, mech)
     slot = _SLOTS.acquire()
     uid = slot_uid(slot) if mech.drop_uid else None
-    hostdir = tempfile.mkdtemp(prefix="ssd-sandbox-")
+    hostdir = tempfile.mkdtemp(prefix=f"{seal.PREFIX}{os.getpid()}-")  # the pid: see seal.sweep
     cage = Cage(mech, limits, hostdir, uid, f"ssd-sandbox-{os.getpid()}-{slot}-{secrets.token_hex(4)}")
     try:
         os.chmod(hostdir, 0o755)
-        for name, text in (("candidate.py", job.code), ("wire.py", _source("wire.py"))):
+        for name, text in (("candidate.py", job.code), ("wire.py", seal.source("wire.py"))):
             Path(hostdir, name).write_text(text, encoding="utf-8")
-        Path(hostdir, "serve.py").write_text(_source("serve.py"), encoding="utf-8")
+        Path(hostdir, "serve.py").write_text(seal.source("serve.py"), encoding="utf-8")
         temp = tempfile.TemporaryFile
         with temp() as out, temp() as err, temp() as cerr:
             start = time.perf_counter()
@@ -166,6 +187,8 @@ def _run_one(job: Job, limits: Limits, mech: Mechanism) -> Result:
         details = {**mech.describe(), **cage.describe(), **contained, "status": status}
         if not verdict.get("passed"):
             details["reason"] = str(verdict.get("reason", ""))[:1000]
+        if seal.tampered():
+            details["tampered"] = seal.tampered()
         return Result(status == "passed", status, stdout, stderr, wall, details)
     finally:
         cage.stop()  # a second stop does nothing; a first one here means an exception above
@@ -174,13 +197,15 @@ def _run_one(job: Job, limits: Limits, mech: Mechanism) -> Result:
 
 
 def _exchange(job: Job, limits: Limits, mech: Mechanism, cage: Cage, files: tuple) -> tuple[dict, bool]:
-    """Start the candidate and the checker, joined by two pipes (a third for the verdict); (verdict, timed
-    out)."""
+    """Start the candidate and the checker, joined by two pipes (and a socket for the verdict); (verdict,
+    timed out)."""
     out, err, cerr = files
     start = time.perf_counter()
     request_r, request_w = os.pipe()
     reply_r, reply_w = os.pipe()
-    verdict_r, verdict_w = os.pipe()
+    verdict_r, verdict_w = (s.detach() for s in socket.socketpair())  # not openable via /proc/PID/fd
+    spec = {"prelude": job.prelude, "tests": job.tests, "remote": list(job.remote)}
+    bundle = seal.sealed(json.dumps({"wire": seal.source("wire.py"), "spec": spec}).encode())
     try:
         nproc = limits.nproc if mech.isolation == "bwrap" and cage.uid is None else 0
         server = [mech.python, "-I", "/srv/serve.py", str(request_r), str(reply_w), str(nproc)]
@@ -188,35 +213,40 @@ def _exchange(job: Job, limits: Limits, mech: Mechanism, cage: Cage, files: tupl
         for fd in (request_r, reply_w):
             os.close(fd)
         request_r = reply_w = -1
+        argv, env, fds = _checker(mech, (reply_r, request_w, verdict_w))
         checker = subprocess.Popen(
-            [mech.python, "-I", "-S", str(HERE / "checker.py"), str(reply_r), str(request_w), str(verdict_w)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=cerr,
-            cwd=cage.hostdir,
-            env=MIN_ENV,
-            pass_fds=(reply_r, request_w, verdict_w),
+            argv, stdin=bundle, stdout=subprocess.DEVNULL, stderr=cerr, cwd="/", env=env, pass_fds=fds
         )
-        for fd in (reply_r, request_w, verdict_w):
+        for fd in (reply_r, request_w, verdict_w, bundle):
             os.close(fd)
-        reply_r = request_w = verdict_w = -1
-        spec = {"prelude": job.prelude, "tests": job.tests, "remote": list(job.remote)}
+        reply_r = request_w = verdict_w = bundle = -1
         cage.find_init(wait=limits.timeout)
-        with suppress(OSError), checker.stdin:  # type: ignore[union-attr]
-            checker.stdin.write(json.dumps(spec).encode())  # type: ignore[union-attr]
         left = max(0.01, limits.timeout - (time.perf_counter() - start))
         # Readable once the checker wrote its verdict or ended (polling wait(timeout) would be slower).
         timed_out = not select.select([verdict_r], [], [], left)[0]
         if timed_out:
             checker.kill()
         checker.wait()
-        with os.fdopen(verdict_r, "rb") as f:
-            verdict_r = -1
-            return _verdict(f.read(), cerr), timed_out
+        os.set_blocking(verdict_r, False)  # what the checker wrote before it ended, never more
+        data = b""
+        with suppress(BlockingIOError):
+            while chunk := os.read(verdict_r, 1 << 16):
+                data += chunk
+        return _verdict(data, cerr), timed_out
     finally:
-        for fd in (request_r, request_w, reply_r, reply_w, verdict_r, verdict_w):
+        for fd in (request_r, request_w, reply_r, reply_w, verdict_r, verdict_w, bundle):
             if fd >= 0:
                 os.close(fd)
+
+
+def _checker(mech: Mechanism, fds: tuple[int, ...]) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
+    """The checker's command line, environment and inherited fds: its code from this process's memory."""
+    code = ["-c", seal.source("checker.py"), *map(str, fds), str(os.getpid())]
+    if not mech.sealed:
+        return [mech.python, "-I", "-S", *code], MIN_ENV, fds
+    python = seal.interpreter(mech.python)  # its home cannot be found from /proc/self/exe: PYTHONHOME
+    home = str(Path(mech.python).parent.parent)
+    return [f"/proc/self/fd/{python}", "-s", "-S", *code], {**MIN_ENV, "PYTHONHOME": home}, (*fds, python)
 
 
 def _verdict(data: bytes, checker_stderr: Any) -> dict[str, Any]:
@@ -268,16 +298,24 @@ def _probe(mech: Mechanism) -> str | None:
     return f"{result.status}: {result.details.get('reason', '')} {result.stderr[-300:]}".strip()
 
 
-@cache
 def mechanism(isolation: str | None = None) -> Mechanism:
-    """The containment to use (the best that works, or the one asked for); SSDError if none works.
+    """The containment to use (the best that works, or the one asked for, else SSD_SANDBOX's); SSDError if
+    none works. Probed once per process and isolation.
 
     Without root and without bubblewrap, nothing contains a program: that is refused unless asked for
     with isolation 'none' (or SSD_SANDBOX=none)."""
-    isolation = isolation or os.environ.get("SSD_SANDBOX") or None
+    return _mechanism(isolation or os.environ.get("SSD_SANDBOX") or None)
+
+
+@cache
+def _mechanism(isolation: str | None) -> Mechanism:
     if isolation is not None and isolation not in ISOLATIONS:
         raise SSDError(f"unknown sandbox isolation {isolation!r}: choose one of {', '.join(ISOLATIONS)}")
+    if seal.tampered():
+        raise SSDError(TAMPERED.format(", ".join(seal.tampered())))
     root = os.geteuid() == 0
+    seal.sweep()  # the sandbox folders and cgroups of harnesses that were killed
+    cgroups.sweep(seal.PREFIX, seal.alive)
     wanted = [isolation] if isolation else ["bwrap", "ns"]
     why = []
     for iso in wanted:
@@ -288,12 +326,17 @@ def mechanism(isolation: str | None = None) -> Mechanism:
         if iso == "ns" and not root:
             why.append("ns: needs root")
             continue
-        for python in _candidates():
-            mech = Mechanism(iso, root, python, python_version(python), bwrap)
+        shared = iso == "none" and not root  # the candidate runs as this process's own user
+        if shared:
+            seal.undumpable()
+        seals = (True, False) if shared else (False,)  # an undumpable checker first, where it matters
+        variants = [(python, sealed) for python in _candidates() for sealed in seals]
+        for python, sealed in variants:
+            mech = Mechanism(iso, root, python, python_version(python), bwrap, sealed)
             reason = _probe(mech)
             if reason is None:
                 return mech
-            why.append(f"{iso} with {python}: {reason}")
+            why.append(f"{iso} with {python}{' (sealed)' * sealed}: {reason}")
     if isolation is None and not root and not shutil.which("bwrap"):
         raise SSDError(REFUSAL)
     raise SSDError(f"no sandbox works here ({'; '.join(why)[:600]}): {REFUSAL}")

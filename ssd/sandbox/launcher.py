@@ -1,8 +1,11 @@
-"""Starts one sandboxed program: stdlib only, run as `python -I -S launcher.py SPEC_JSON` (no preexec_fn).
+"""Starts one sandboxed program: stdlib only, run from the harness's in-memory copy of this file as
+`python -I -S -c <this file> SPEC_JSON` (no preexec_fn).
 
 In order: join the program's cgroups (while still the harness's user), then per mode
 - "bwrap" / "none": fork; the child sets the rlimits, drops to the sandbox uid (as root) and execs
-  bubblewrap or the program; the launcher stays, as a subreaper, until every orphan is reaped;
+  bubblewrap or the program; the launcher stays, as a subreaper, until every orphan is reaped. It dies
+  with the harness (PR_SET_PDEATHSIG); under "none", where nothing else would end them, it first kills
+  every process below it (the program's, orphans included);
 - "ns" (root without bubblewrap): unshare mount, pid, network, ipc and uts namespaces and fork the new pid
   namespace's init. The init builds a root of read-only binds (/usr, /etc, /lib*, the interpreter),
   /srv (the program's files, read-only), size-limited tmpfs /work, /tmp and /dev/shm, a fresh /proc and
@@ -12,8 +15,10 @@ In order: join the program's cgroups (while still the harness's user), then per 
 Exit status 125 with "ssd-sandbox: launch failed" on stderr: the sandbox itself could not be set up.
 """
 
+import contextlib
 import json
 import os
+import signal
 import sys
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = (
@@ -155,6 +160,36 @@ def _reap(program):
             code = os.waitstatus_to_exitcode(status) & 0xFF
 
 
+def _below():
+    """Live processes below this one, by the parent each has in /proc/PID/stat."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if fields[0] not in (b"Z", b"X"):
+                parents[int(entry)] = int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, level = set(), {os.getpid()}
+    while level:
+        level = {pid for pid, parent in parents.items() if parent in level} - found
+        found |= level
+    return found
+
+
+def _end(signum, frame):
+    """The harness died (PR_SET_PDEATHSIG) or asked: kill everything below, then end."""
+    for _ in range(200):
+        below = _below()
+        if not below:
+            break
+        for pid in below:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    os._exit(128 + signum)
+
+
 def main():
     spec = json.loads(sys.argv[1])
     try:
@@ -164,7 +199,12 @@ def main():
         if spec["mode"] == "ns":
             _namespaced(spec)
         call = _libc()
-        call("prctl", 1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: the launcher dies with the harness
+        # The launcher dies with the harness: under none, by SIGTERM, to end what is below it first
+        death = signal.SIGTERM if spec["mode"] == "none" else signal.SIGKILL
+        signal.signal(signal.SIGTERM, _end)
+        call("prctl", 1, death, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != spec["harness"]:  # the harness died before that
+            _end(death, None)
         call("prctl", 36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the program come to us
         program = os.fork()
         if program == 0:

@@ -1,0 +1,158 @@
+"""Speculation over a policy: SSD over stepwise reproduces its recorded outputs, and SSD over Fast-dLLM's
+rules (decoder.policy=fast_dllm) reproduces Fast-dLLM token for token, in fewer forwards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ssd.config import CacheMode, FastDLLMConfig, ParallelRule, SSDConfig, StepPolicy
+from ssd.decoders.drafts import TransitionTree
+from ssd.decoders.fast_dllm import FastDLLM
+from ssd.decoders.ssd import SelfSpeculative
+from ssd.decoders.tree import TreeTensors, deepest_reached, node_states, order_nodes
+from ssd.errors import SSDError
+from ssd.models.tiny import tiny_model
+from tests.helpers import REPO, load_script, random_prompt
+
+MODELS: dict[tuple, torch.nn.Module] = {}
+
+
+def model_for(arch: str, seed: int, init_std: float = 0.5):
+    if (arch, seed, init_std) not in MODELS:
+        MODELS[arch, seed, init_std] = tiny_model(arch, seed=seed, init_std=init_std)
+    return MODELS[arch, seed, init_std]
+
+
+def test_ssd_reproduces_its_recorded_outputs_on_the_embedded_model() -> None:
+    """SSD's default-sweep settings on the arith model, recorded before the speculation engine replaced
+    SSD's own loop (scripts/ssd_arith_record.py): tokens, NFE, rows and whole rows per forward."""
+    fixture = json.loads((REPO / "tests/fixtures/ssd_arith_reference.json").read_text())
+    record = load_script("ssd_arith_record")
+    model = record.load_model()
+    assert set(fixture["settings"]) == set(record.SETTINGS)
+    for name, want in fixture["settings"].items():
+        assert record.run_setting(name, fixture["limit"], model) == want, name
+
+
+setups = st.fixed_dictionaries(
+    {
+        "arch": st.sampled_from(["llada", "dream"]),
+        "seed": st.integers(0, 3),
+        "init_std": st.sampled_from([0.5, 1.5, 3.0]),
+        "prompt_seed": st.integers(0, 10_000),
+        "prompt_length": st.integers(1, 16),
+        "block_length": st.sampled_from([2, 4, 8, 16]),
+        "cache": st.sampled_from(list(CacheMode)),
+        "layout": st.sampled_from(["batch", "tree"]),
+        "bit_exact": st.booleans(),
+        "rule": st.sampled_from(list(ParallelRule)),
+        "knob": st.sampled_from([0.3, 0.5, 0.7, 0.9]),
+        "drafts": st.sampled_from([dict(draft_length=1), dict(draft_length=3), dict(tree_budget=6)]),
+        "seed_next_block": st.booleans(),
+    }
+)
+
+
+def check_against_fast_dllm(s: dict, temperature: float, seed: int) -> None:
+    model = model_for(s["arch"], s["seed"], s["init_std"])
+    prompt = random_prompt(len(model.tokenizer), s["prompt_seed"], s["prompt_length"])
+    bit_exact = s["bit_exact"] and s["cache"] is not CacheMode.none
+    rule = dict(rule=s["rule"], threshold=s["knob"], factor=2 * s["knob"])
+    common = dict(gen_length=16, block_length=s["block_length"], cache=s["cache"], verify_layout=s["layout"])
+    cfg = SSDConfig(
+        **common, **rule, **s["drafts"], policy=StepPolicy.fast_dllm, temperature=temperature,
+        bit_exact=bit_exact, seed_next_block=s["seed_next_block"],
+    )  # fmt: skip
+    dec = SelfSpeculative(cfg)
+    reference = dec.reference_config()
+    assert isinstance(reference, FastDLLMConfig) and reference.threshold == s["knob"]
+    out = dec.generate(model, prompt, seed)
+    ref = FastDLLM(reference).generate(model, prompt, seed)
+    assert out.tokens == ref.tokens
+    assert out.nfe <= ref.nfe
+    assert sum(out.accepted) == 16 and min(out.accepted) >= 1
+    assert max(out.forward_batch_sizes) <= dec.rows_per_forward()
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(s=setups)
+def test_speculative_fast_dllm_is_fast_dllm_greedy(s: dict) -> None:
+    check_against_fast_dllm(s, 0.0, 0)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(s=setups, seed=st.integers(0, 2**31 - 1))
+def test_speculative_fast_dllm_is_fast_dllm_sampling(s: dict, seed: int) -> None:
+    check_against_fast_dllm(s, 0.7, seed)
+
+
+def test_a_set_step_matches_only_the_policys_exact_step() -> None:
+    """A guessed step is accepted iff its positions are exactly the policy's and every token agrees: a
+    subset or a superset of the real step is not the policy's state."""
+    nodes = [(-1, ((0, 0),), 1), (0, ((1, 0), (2, 0)), 3), (0, ((1, 0),), 2), (1, ((3, 0),), 4)]
+    layout = order_nodes(nodes, 8)
+    t = TreeTensors(layout, torch.device("cpu"))
+    order = torch.tensor([5, 3, 6, 0, 1, 2, 4, 7])
+    cands = torch.arange(8)[None, :, None] + 10  # the token drafted at position q is 10 + q
+    _, own, own_tokens = node_states(torch.zeros(1, 8, dtype=torch.long), 0, order, cands, t)
+
+    def walk(steps: list[set[int]], tokens: dict[int, int] | None = None) -> int:
+        step = torch.zeros(len(steps), 8, dtype=torch.bool)
+        for i, positions in enumerate(steps):
+            step[i, list(positions)] = True
+        step_tokens = torch.arange(8).expand(len(steps), -1) + 10
+        for q, tok in (tokens or {}).items():
+            step_tokens[:, q] = tok
+        return int(deepest_reached(t, own, own_tokens, step, step_tokens))
+
+    assert walk([{3, 6}, {0}, set(), set()]) == 3  # root -> {3, 6} -> {0}
+    assert walk([{3}, set(), set(), set()]) == 2  # the singleton {3}
+    assert walk([{3, 6, 0}, set(), set(), set()]) == 0  # a superset of every guess
+    assert walk([{6}, set(), set(), set()]) == 0  # a subset of the pair, not the singleton
+    assert walk([{3, 6}, {0}, set(), set()], {6: 99}) == 0  # right positions, one wrong token
+
+
+def test_the_chain_of_a_set_policy_guesses_prefixes_of_the_free_positions() -> None:
+    tree = TransitionTree(budget=0, draft_length=3)
+    logits = torch.zeros(1, 8, 5)
+    logits[0, :, 0] = torch.tensor([9.0, 8, 7, 6, 5, 4, 3, 2])  # confidences fall with position
+    order = torch.arange(8)
+    layout, _ = tree.grow(logits, order, 8, 2)
+    assert layout.commits[0] == ((0, 0), (1, 0))  # the root: the policy's own step over 2 positions
+    assert layout.parent == (-1, 0, 1) and layout.evaluated == 3
+    free = [r for c in layout.commits[1:] for r, _ in c]
+    assert sorted(free) == list(range(2, 2 + len(free)))  # each guess the next free ranks, in order
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        (dict(threshold=0.5), "set decoder.policy=fast_dllm or drop them"),
+        (dict(rule="factor"), "set decoder.policy=fast_dllm or drop them"),
+        (dict(policy="fast_dllm", tree="0-1"), "use decoder.tree_budget"),
+        (dict(policy="fast_dllm", rule="factor", factor=-1.0), "factor must be positive"),
+    ],
+)
+def test_knobs_outside_the_policy_are_one_line_errors(knobs: dict, message: str) -> None:
+    enums = {"policy": StepPolicy, "rule": ParallelRule}
+    knobs = {k: enums[k](v) if k in enums else v for k, v in knobs.items()}
+    with pytest.raises(SSDError, match=message) as e:
+        SelfSpeculative(SSDConfig(gen_length=16, block_length=8, **knobs))
+    assert "\n" not in str(e.value)
+
+
+def test_the_bit_exact_reference_of_speculative_fast_dllm_pads_to_its_rows() -> None:
+    cfg = SSDConfig(
+        gen_length=16, block_length=8, cache=CacheMode.dual, policy=StepPolicy.fast_dllm, threshold=0.7,
+        tree_budget=6, bit_exact=True, verify_layout="tree",
+    )  # fmt: skip
+    reference = SelfSpeculative(cfg).reference_config()
+    assert reference == FastDLLMConfig(
+        gen_length=16, block_length=8, cache=CacheMode.dual, threshold=0.7, bit_exact=True,
+        verify_layout="tree", pad_rows=6,
+    )  # fmt: skip
