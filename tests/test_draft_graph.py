@@ -198,6 +198,7 @@ def test_a_bad_calibration_is_a_one_line_error(tmp_path: Path, content: str | No
             dict(tree_calibration=SHIPPED, tree_budget=8, tree_cost="results/forward_cost/h100_llada8b.json"),
             "drop one of them",
         ),
+        (dict(tree_calibration=SHIPPED, tree_budget=8, policy="fast_dllm"), "stepwise's single commits"),
     ],
 )
 def test_calibration_knob_conflicts_are_one_line_errors(knobs: dict, message: str) -> None:
