@@ -30,13 +30,16 @@ from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 COST = "results/forward_cost/h100_llada8b.json"
-CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"  # scripts/tree_calibrate.py, arith's train split
+CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"
+BLOCK = 8  # the default sweep's block (gen 24, dual cache)  # scripts/tree_calibrate.py, arith's train split
 H100 = CostTable.load(COST)
 
 
 def mix(depth: int) -> str:
-    """The chain to `depth` nodes, plus a mix-order sibling (next-but-one position) at every depth."""
-    paths = ["0" * d for d in range(1, depth)] + ["0" * (d - 1) + "1" for d in range(1, depth)]
+    """The chain to `depth` nodes, plus a mix-order sibling (next-but-one position) at every depth where a
+    block of BLOCK leaves two positions to choose from (decoder.tree refuses the others)."""
+    paths = ["0" * d for d in range(1, depth)]
+    paths += ["0" * (d - 1) + "1" for d in range(1, depth) if d + 1 < BLOCK]
     return "-".join(sorted(paths, key=len))
 
 
@@ -164,7 +167,7 @@ def main() -> None:
                     "+experiment=default",
                     *overrides,
                     "decoder.gen_length=24",
-                    "decoder.block_length=8",
+                    f"decoder.block_length={BLOCK}",
                     "decoder.cache=dual",
                     f"limit={args.limit}",
                     f"output_dir={runs}",
