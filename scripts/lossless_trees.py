@@ -4,9 +4,10 @@ policies: stepwise (the paper's SSD) and Fast-dLLM's threshold and factor rules 
 Both architectures, every cache mode, both verification layouts, the bit-exact mode and, in every cache
 mode and layout (bit-exact too, with a cache), the next block seeded by the state filling the block. Each
 sample decodes one random prompt with the policy's own decoder (the reference: stepwise, or Fast-dLLM with
-the same rule) and with one speculation setting (chain, fixed shapes, adaptive budgets, taken in turn),
-greedy and at temperature 0.7 (the policy's *sampling*, same per-sample seed). Reports samples, identical
-counts, first divergences and NFE per group. Writes Markdown + JSON.
+the same rule) and with one speculation setting (chain, fixed shapes, adaptive budgets, draft graphs with
+the arith calibration, taken in turn), greedy and at temperature 0.7 (the policy's *sampling*, same
+per-sample seed). Reports samples, identical counts, first divergences and NFE per group. Writes
+Markdown + JSON.
 Usage: OMP_NUM_THREADS=1 python scripts/lossless_trees.py [--prompts 80] [--out results/lossless_trees]
 """
 
@@ -28,6 +29,7 @@ from ssd.models.tiny import tiny_model
 
 GEN, BLOCK = 32, 8
 FAST_DLLM = {"policy": "fast_dllm"}
+CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"
 SETTINGS: tuple[tuple[str, dict], ...] = (
     ("chain N=4", {"draft_length": 4}),
     ("fast_dllm tau 0.9, chain N=3", FAST_DLLM | {"threshold": 0.9, "draft_length": 3}),
@@ -40,6 +42,9 @@ SETTINGS: tuple[tuple[str, dict], ...] = (
     ("adaptive budget 16", {"tree_budget": 16}),
     ("fast_dllm tau 0.5, adaptive budget 16", FAST_DLLM | {"threshold": 0.5, "tree_budget": 16}),
     ("fast_dllm factor 1.0, adaptive budget 8", FAST_DLLM | {"rule": "factor", "tree_budget": 8}),
+    # the arith model's calibration on models it was not fitted to: rows spent badly, tokens unchanged
+    ("calibrated graph budget 8", {"tree_budget": 8, "tree_calibration": CALIBRATION}),
+    ("calibrated graph budget 16", {"tree_budget": 16, "tree_calibration": CALIBRATION}),
 )
 # (cache, layout, bit_exact, seed_next_block): the layouts only differ with a cache
 MODES = (

@@ -93,7 +93,7 @@ def main() -> None:
         tokens += completion_and_count(gen.tokens, model.stop_ids, decode, benchmark.cut)[1]
     n = min(args.limit, len(benchmark.samples()))
     rows = []
-    for j, k in ((1, 1), (2, 1), (3, 1), (4, 1), (2, 2), (4, 2), (4, 3), (8, 8)):
+    for j, k in ((1, 1), (2, 1), (3, 1), (4, 1), (2, 2), (4, 2), (4, 3), (4, 8), (8, 8)):
         nfe, seeded = forwards(dec.traces, j, k), forwards(dec.traces, j, k, seed=True)
         rows.append(
             {

@@ -1,6 +1,7 @@
 """TPF against rows per verification forward on the arith model (the default sweep's setting: gen 24,
-block 8, dual cache, 200 problems): SSD's chain, fixed tree shapes and adaptive trees, each checked token
-for token against stepwise by the runner.
+block 8, dual cache, 200 problems): SSD's chain, fixed tree shapes, adaptive trees and calibrated draft
+graphs (decoder.tree_calibration, the shipped arith calibration), each checked token for token against
+stepwise by the runner.
 
 Every setting is an ordinary job (`run_job`), run folders under --runs (a scratch folder by default);
 the table (Markdown + JSON) goes to --out. Rows: rows of the verification forwards (the block refreshes
@@ -29,12 +30,16 @@ from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 COST = "results/forward_cost/h100_llada8b.json"
+CALIBRATION = "ssd/assets/arith-llada/draft_graph.json"
+BLOCK = 8  # the default sweep's block (gen 24, dual cache)  # scripts/tree_calibrate.py, arith's train split
 H100 = CostTable.load(COST)
 
 
 def mix(depth: int) -> str:
-    """The chain to `depth` nodes, plus a mix-order sibling (next-but-one position) at every depth."""
-    paths = ["0" * d for d in range(1, depth)] + ["0" * (d - 1) + "1" for d in range(1, depth)]
+    """The chain to `depth` nodes, plus a mix-order sibling (next-but-one position) at every depth where a
+    block of BLOCK leaves two positions to choose from (decoder.tree refuses the others)."""
+    paths = ["0" * d for d in range(1, depth)]
+    paths += ["0" * (d - 1) + "1" for d in range(1, depth) if d + 1 < BLOCK]
     return "-".join(sorted(paths, key=len))
 
 
@@ -81,6 +86,10 @@ def settings() -> list[tuple[str, list[str]]]:
     for r in (1, 2, 4):
         over = ["decoder=ssd", "decoder.tree_budget=16", seed, f"decoder.seed_rows={r}"]
         out.append((f"seeded adaptive budget 16, <= {r} whole", over))
+    graph = f"decoder.tree_calibration={CALIBRATION}"
+    for b in (4, 8, 12, 16, 24, 32):
+        out.append((f"calibrated graph budget {b}", ["decoder=ssd", f"decoder.tree_budget={b}", graph]))
+    out.append(("seeded calibrated graph budget 16", ["decoder=ssd", "decoder.tree_budget=16", graph, seed]))
     return out
 
 
@@ -158,7 +167,7 @@ def main() -> None:
                     "+experiment=default",
                     *overrides,
                     "decoder.gen_length=24",
-                    "decoder.block_length=8",
+                    f"decoder.block_length={BLOCK}",
                     "decoder.cache=dual",
                     f"limit={args.limit}",
                     f"output_dir={runs}",

@@ -109,6 +109,9 @@ class SSDConfig(DecoderConfig):
     tree: str = ""  # a verification tree shape (ssd/decoders/tree.py), e.g. "0-1-00"; "": the chain
     tree_budget: int = knob(0, NON_NEGATIVE)  # > 0: an adaptive tree of at most this many rows (adaptive.py)
     tree_cost: str = ""  # with tree_budget: a forward-cost JSON; the budget is then chosen per iteration
+    # with tree_budget: a draft-graph calibration JSON (scripts/tree_calibrate.py); rows then come from its
+    # fitted position model, states shared by several commit orders verified once (ssd/decoders/graph.py)
+    tree_calibration: str = ""
     # also evaluate the states that fill the block, as the next block's refresh (with a cache: full rows
     # beside the cached ones); the one accepted stands in for that refresh
     seed_next_block: bool = False
@@ -122,6 +125,13 @@ class SSDConfig(DecoderConfig):
             problems.append("decoder.tree and decoder.tree_budget exclude each other: set one of them")
         if self.tree_cost and not self.tree_budget:
             problems.append("decoder.tree_cost prices an adaptive tree: set decoder.tree_budget too")
+        if self.tree_calibration and not self.tree_budget:
+            problems.append("decoder.tree_calibration shapes an adaptive tree: set decoder.tree_budget too")
+        if self.tree_calibration and self.tree_cost:
+            problems.append(
+                "decoder.tree_calibration does not price its rows with decoder.tree_cost (it fills the "
+                "budget): drop one of them"
+            )
         if self.seed_next_block and self.tree_cost:
             problems.append(
                 "decoder.seed_next_block does nothing with decoder.tree_cost (the table prices a seed as "
@@ -149,6 +159,11 @@ class SSDConfig(DecoderConfig):
             return [
                 "decoder.tree names single commits, stepwise's steps; decoder.policy=fast_dllm commits sets: "
                 "use decoder.tree_budget (an adaptive tree) or decoder.draft_length (a chain) instead"
+            ]
+        if self.tree_calibration:
+            return [
+                "decoder.tree_calibration is a draft graph of stepwise's single commits; decoder.policy="
+                "fast_dllm commits sets: drop decoder.tree_calibration (its adaptive tree is drafts.py's)"
             ]
         if self.rule == ParallelRule.factor and self.factor <= 0:
             return [f"decoder.factor must be positive (got {self.factor})"]

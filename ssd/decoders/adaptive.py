@@ -30,6 +30,9 @@ table prices a seed as the refresh it may save, so it never pays: SSDConfig refu
 At temperature > 0 the rule is the same (p from s_0's clean softmax; candidates sampled per depth).
 Which tree is built never changes the tokens (acceptance checks stepwise's choices), only the NFE; as
 the statistics live in the decoder object, a resumed job or another sample order can give other NFE.
+With a calibration (`decoder.tree_calibration`) the rows come from a draft graph instead (graph.py): a
+position model fitted offline, fixed during decoding (no counts kept), so NFE does not depend on the
+order of the samples.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bisect import bisect
 import torch
 
 from ssd.cost import CostTable
+from ssd.decoders.graph import Calibration, DraftGraph
 from ssd.decoders.tree import Layout, order_rows
 
 J, K, PRIOR_WEIGHT, MAX_DEPTH = 4, 3, 4.0, 8
@@ -47,9 +51,11 @@ EDGES = (0.5, 0.8, 0.95, 0.99)
 
 
 class AdaptiveTree:
-    def __init__(self, budget: int, cost_path: str = "") -> None:
+    def __init__(self, budget: int, cost_path: str = "", calibration: str = "") -> None:
         self.budget = budget
         self.cost = CostTable.load(cost_path) if cost_path else None
+        self.graph = DraftGraph(budget, Calibration.load(calibration)) if calibration else None
+        self.k = self.graph.cal.tokens if self.graph else K  # token candidates drafted per position
         self.reset()
 
     def reset(self) -> None:
@@ -71,6 +77,8 @@ class AdaptiveTree:
         """This iteration's tree for the state whose block logits are `logits` [1, L, V], and the
         token probabilities p(r, k) it was grown from (`fill`: the first so many nodes filling the block
         are evaluated, a row each; `whole`: every row runs the whole sequence, as without a cache)."""
+        if self.graph is not None:
+            return self.graph.grow(logits, order, m, fill)
         probs = torch.softmax(logits[0].to(torch.float64), -1)[order[:m]]
         p = probs.topk(min(K, probs.shape[-1]), dim=-1).values.tolist()  # the tree's host sync
         nodes: list[tuple[int, int, int, int]] = []  # parent, rank, token rank, depth
@@ -113,7 +121,9 @@ class AdaptiveTree:
         p: list[list[float]],
     ) -> None:
         """Count, at each evaluated node on the accepted path, which free rank and which of s_0's
-        candidate tokens stepwise chose."""
+        candidate tokens stepwise chose (a calibrated graph keeps no counts)."""
+        if self.graph is not None:
+            return
         path, a = [], best
         while a >= 0:
             path.append(a)

@@ -81,7 +81,7 @@ class SelfSpeculative(PolicyDecoder):
         if not self.policy.single:
             self.transitions = TransitionTree(cfg.tree_budget, cfg.draft_length, cfg.tree_cost)
         elif cfg.tree_budget:
-            self.adaptive = AdaptiveTree(cfg.tree_budget, cfg.tree_cost)
+            self.adaptive = AdaptiveTree(cfg.tree_budget, cfg.tree_cost, cfg.tree_calibration)
         else:
             # a chain longer than the block is cut to it (draft_length is range-checked with the config)
             spec, block = (cfg.tree, cfg.block_length) if cfg.tree else (chain_spec(cfg.draft_length), None)
@@ -229,7 +229,9 @@ class SelfSpeculative(PolicyDecoder):
         """Token candidates [U, L, k] from s_0's logits: greedy, one set (U = 1); sampling, one set per
         level of the tree (t.levels: commits before a node), drawn with the noise of step + level (what
         the policy draws at the node's parent)."""
-        k = K if self.adaptive is not None or self.transitions is not None else max(layout.token) + 1
+        k = max(layout.token) + 1 if self.transitions is None else K
+        if self.adaptive is not None:
+            k = self.adaptive.k
         if self.cfg.temperature == 0:
             return candidate_tokens(logits.to(torch.float64), k)
         steps = step + torch.tensor(t.levels, device=logits.device)

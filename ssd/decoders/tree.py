@@ -22,7 +22,9 @@ estimated probabilities (ssd/decoders/drafts.py).
 Nodes whose commits fill the block are not evaluated (nothing is left to choose there): a verification
 forward has one row per other node. Acceptance follows from the root the child whose step equals the
 policy's step at its parent (positions and tokens, computed from the parent's row) and stops at the
-deepest node reached.
+deepest node reached. A layout may also carry merge edges (a draft graph, ssd/decoders/graph.py): a node
+whose state another node reaches with one more commit (another order of the same commits) is that
+node's child too, so the state is verified once whichever order stepwise takes.
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ class Layout:
     commits[i]: node i's own step, (position rank in s_0's confidence order, token rank) pairs;
     parent[i]: -1 for the root; depth[i]: commits on its path (the root's included); `evaluated`: rows
     sent, the last `seeds` of them states that fill the block (evaluated only to seed the next one: no
-    step is read there)."""
+    step is read there). merges: extra edges (parent, child, rank) of single commits: the child's state
+    is the parent's plus the commit the child's own path makes at that rank (a draft graph; a tree has
+    none)."""
 
     parent: tuple[int, ...]
     commits: tuple[tuple[tuple[int, int], ...], ...]
     depth: tuple[int, ...]
     evaluated: int
     seeds: int = 0
+    merges: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def size(self) -> int:
@@ -139,14 +144,22 @@ def resolve(paths: tuple[tuple[tuple[int, int], ...], ...], m: int, fill: int = 
     return order_rows(nodes, m, fill)
 
 
-def order_rows(nodes: list[tuple[int, int, int, int]], m: int, fill: int = 0) -> Layout:
+def order_rows(
+    nodes: list[tuple[int, int, int, int]],
+    m: int,
+    fill: int = 0,
+    merges: tuple[tuple[int, int, int], ...] = (),
+) -> Layout:
     """`order_nodes` for single-commit nodes (parent, rank, token rank, depth): stepwise's trees."""
-    return order_nodes([(p, ((r, k),), d) for p, r, k, d in nodes], m, fill)
+    return order_nodes([(p, ((r, k),), d) for p, r, k, d in nodes], m, fill, merges)
 
 
-def order_nodes(nodes: list[Node], m: int, fill: int = 0) -> Layout:
+def order_nodes(
+    nodes: list[Node], m: int, fill: int = 0, merges: tuple[tuple[int, int, int], ...] = ()
+) -> Layout:
     """Nodes that leave a masked position (depth < m) first, then those filling the block, each group in
-    its given order; parents re-indexed. Evaluated: the first group and the first `fill` of the second."""
+    its given order; parents (and merge edges) re-indexed. Evaluated: the first group and the first
+    `fill` of the second."""
     keep = [i for i, n in enumerate(nodes) if n[2] < m] + [i for i, n in enumerate(nodes) if n[2] >= m]
     new = {old: i for i, old in enumerate(keep)}
     rows = [nodes[i] for i in keep]
@@ -158,6 +171,7 @@ def order_nodes(nodes: list[Node], m: int, fill: int = 0) -> Layout:
         depth=tuple(d for *_, d in rows),
         evaluated=partial + seeds,
         seeds=seeds,
+        merges=tuple((new[a], new[b], r) for a, b, r in merges),
     )
 
 
@@ -194,6 +208,10 @@ class TreeTensors:
         self.parent = torch.tensor([max(p, 0) for p in layout.parent], device=device)
         self.depth = torch.tensor(layout.depth, dtype=torch.float, device=device)
         self.steps = torch.tensor(layout.depth, dtype=torch.long, device=device)  # commits at each node
+        self.merge_parent, self.merge_child, self.merge_rank = (
+            torch.tensor([e[i] for e in layout.merges], dtype=torch.long, device=device) for i in range(3)
+        )
+        self.max_depth = max(layout.depth)
 
 
 def candidate_tokens(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -211,7 +229,9 @@ def node_states(
     x: torch.Tensor, start: int, order: torch.Tensor, cands: torch.Tensor, t: TreeTensors
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All nodes' states [n, T], and each node's own step over the block: positions [n, L] (bool) and
-    their tokens [n, L] (0 elsewhere).
+    their tokens [n, L] (0 elsewhere), followed by each merge edge's commit (no position where the
+    parent's state plus that commit is not the child's: at temperature > 0 two orders may draft a
+    position's token from different noise).
 
     cands [U, L, k]: the candidates drafted at each level of the tree (one set when greedy)."""
     n, ranks = t.commits.shape
@@ -226,6 +246,17 @@ def node_states(
     own[:, positions] = t.own
     own_tokens = torch.zeros((n, length), dtype=tokens.dtype, device=x.device)
     own_tokens[:, positions] = torch.where(t.own, tokens, 0)
+    if t.merge_child.numel():
+        e, pos = torch.arange(t.merge_rank.shape[0], device=x.device), order[t.merge_rank]
+        tok = states[t.merge_child, start + pos]
+        after = states[t.merge_parent]
+        after[e, start + pos] = tok
+        same = (after == states[t.merge_child]).all(-1)
+        merge_own = torch.zeros((e.shape[0], length), dtype=torch.bool, device=x.device)
+        merge_own[e, pos] = same
+        merge_tokens = torch.zeros((e.shape[0], length), dtype=tokens.dtype, device=x.device)
+        merge_tokens[e, pos] = tok
+        own, own_tokens = torch.cat([own, merge_own]), torch.cat([own_tokens, merge_tokens])
     return states, own, own_tokens
 
 
@@ -236,7 +267,8 @@ def deepest_reached(
     step: torch.Tensor,
     step_tokens: torch.Tensor,
 ) -> torch.Tensor:
-    """Index of the deepest node whose every step on its path is the policy's step at its parent.
+    """Index of the deepest node whose every step on its path is the policy's step at its parent (with
+    merge edges: on some path through the graph; the nodes reached are one per depth, the policy's states).
 
     step [E, L] (bool) / step_tokens [E, L]: the policy's step at each evaluated node (rows 0..E-1) and
     the tokens it commits (read where it commits)."""
@@ -244,8 +276,25 @@ def deepest_reached(
     if pad:  # the parents of all nodes are evaluated; unevaluated rows are never looked up
         step = torch.cat([step, step.new_zeros((pad, step.shape[1]))])
         step_tokens = torch.cat([step_tokens, step_tokens.new_zeros((pad, step.shape[1]))])
-    same = (own == step[t.parent]).all(-1)
-    match = same & ((own_tokens == step_tokens[t.parent]) | ~own).all(-1)
+    n = t.parent.shape[0]
+    match = _matches(own[:n], own_tokens[:n], step[t.parent], step_tokens[t.parent])
     match[0] = True
-    reached = (t.ancestors @ (~match).float()) == 0
+    if not t.merge_child.numel():
+        reached = (t.ancestors @ (~match).float()) == 0
+        return (t.depth * reached).argmax()
+    mp = t.merge_parent
+    merge_match = _matches(own[n:], own_tokens[n:], step[mp], step_tokens[mp])
+    reached = torch.zeros_like(match)
+    reached[0] = True
+    for _ in range(t.max_depth - 1):  # one more commit per round
+        via = torch.zeros(n, dtype=torch.long, device=match.device)
+        via.index_add_(0, t.merge_child, (reached[mp] & merge_match).long())
+        reached = reached | (reached[t.parent] & match) | (via > 0)
     return (t.depth * reached).argmax()
+
+
+def _matches(
+    own: torch.Tensor, own_tokens: torch.Tensor, step: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
+    """Whether each edge's step (own positions and tokens) is the policy's step at its parent."""
+    return (own == step).all(-1) & ((own_tokens == tokens) | ~own).all(-1)

@@ -62,6 +62,8 @@ def decoder_label(decoder: dict[str, Any]) -> tuple[str, str]:
         knobs.append(f"tree={decoder['tree']}" if decoder.get("tree") else f"budget={decoder['tree_budget']}")
         if decoder.get("tree_budget") and decoder.get("tree_cost"):
             knobs.append(f"cost={Path(str(decoder['tree_cost'])).stem}")
+        if decoder.get("tree_budget") and decoder.get("tree_calibration"):
+            knobs.append(f"graph={Path(str(decoder['tree_calibration'])).stem}")
     elif name in ("ssd", "psd") and decoder.get("draft_length") is not None:
         knobs.append(f"N={decoder['draft_length']}")
     if name == "ssd" and decoder.get("seed_next_block"):
