@@ -10,8 +10,9 @@ made below them, and refits. The problems' last quarter is held out: the report 
 replayed NFE, TPF, rows and projected H100 speedup on it; the best round is written. The test split is
 never read. Problems are drawn with --seed 1 by default (the model trained on seed 0's problems).
 Writes the calibration JSON (provenance inside) and a Markdown report of the rounds.
-Usage: OMP_NUM_THREADS=1 python scripts/tree_calibrate.py [--problems 400] [--seed 1] [--budget 16]
-       [--out ssd/assets/arith-llada/draft_graph.json] [--report results/tree_sweep/calibration.md]
+Usage: OMP_NUM_THREADS=1 python scripts/tree_calibrate.py [--model arith_llada] [--problems 400] [--seed 1]
+       [--budget 16] [--out ssd/assets/arith-llada/draft_graph.json]
+       [--report results/tree_sweep/calibration.md]
 """
 
 from __future__ import annotations
@@ -37,14 +38,18 @@ from ssd.run import _parts, prompt_ids
 
 DEPTHS = 6  # one weight row per depth 1..DEPTHS; deeper states share the last
 L2 = 1e-2
-COST = CostTable.load("results/forward_cost/h100_llada8b.json")
+COSTS = {
+    "arith_llada": "results/forward_cost/h100_llada8b.json",
+    "arith_dream": "results/forward_cost/h100_dream7b.json",
+}
+COST = CostTable.load(COSTS["arith_llada"])  # the model's architecture's table (main() sets it)
 
 
-def trace(n: int, seed: int) -> tuple[list[list[tuple]], str]:
+def trace(n: int, seed: int, model_conf: str = "arith_llada") -> tuple[list[list[tuple]], str]:
     """Stepwise's traces (one per block) of n train problems, and the model's path."""
     register()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=default", "decoder=stepwise"])
+        cfg = compose("config", overrides=["+experiment=default", "decoder=stepwise", f"model={model_conf}"])
     benchmark, _, model = _parts(cfg, {})
     dec = Tracing(StepwiseConfig(gen_length=GEN, block_length=BLOCK, cache=CacheMode.dual))
     for i, p in enumerate(problems("train", n, seed)):
@@ -153,6 +158,7 @@ def prior() -> list[list[float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="arith_llada", choices=sorted(COSTS), help="conf/model/<name>.yaml")
     ap.add_argument("--problems", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--budget", type=int, default=16, help="rows per forward while calibrating")
@@ -160,8 +166,10 @@ def main() -> None:
     ap.add_argument("--out", default="ssd/assets/arith-llada/draft_graph.json")
     ap.add_argument("--report", default="results/tree_sweep/calibration.md")
     args = ap.parse_args()
+    global COST
+    COST = CostTable.load(COSTS[args.model])
     t0, load_before = time.time(), os.getloadavg()
-    blocks, model_path = trace(args.problems, args.seed)
+    blocks, model_path = trace(args.problems, args.seed, args.model)
     cut = len(blocks) * 3 // 4 // (GEN // BLOCK) * (GEN // BLOCK)  # whole problems
     fitting, held = blocks[:cut], blocks[cut:]
     cal = Calibration(weights=tuple(map(tuple, prior())))
@@ -177,7 +185,8 @@ def main() -> None:
         if r < args.rounds:
             cal = Calibration(weights=tuple(map(tuple, fit(examples(fitting, starts)))))
     command = (
-        f"OMP_NUM_THREADS=1 python scripts/tree_calibrate.py --problems {args.problems} --seed {args.seed} "
+        f"OMP_NUM_THREADS=1 python scripts/tree_calibrate.py --model {args.model} --problems {args.problems} "
+        f"--seed {args.seed} "
         f"--budget {args.budget} --rounds {args.rounds} --out {args.out} --report {args.report}"
     )
     chosen, stats, r = best
@@ -198,7 +207,7 @@ def main() -> None:
     out = Path(args.out)
     Calibration(chosen.weights, provenance=provenance).save(out)
     lines = [
-        "# Draft-graph calibration (arith model, train split)",
+        f"# Draft-graph calibration ({args.model}, arith train split)",
         "",
         f"Command: `{command}`. Held out: the last {len(held) // 3} of the problems (train split). "
         "Replayed SSD over stepwise's traces with each round's model, "
