@@ -28,8 +28,9 @@ def test_every_arm_composes_on_the_embedded_model_in_its_frame() -> None:
             8,
             "dual",
         )
-        names.append(cfg.decoder.name)
-    assert names == ["stepwise", "fast_dllm", "ssd", "ssd", "psd"]
+        policy = cfg.decoder.get("policy", "")
+        names.append(f"{cfg.decoder.name}[{getattr(policy, 'value', policy)}]")
+    assert names == ["stepwise[]", "fast_dllm[]", "ssd[stepwise]", "ssd[stepwise]", "psd[]", "ssd[fast_dllm]"]
     assert bt.BATCH_SIZES == (1, 2, 4, 8, 16)
 
 
