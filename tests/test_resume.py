@@ -48,8 +48,8 @@ def sweep_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
 
 
-def sweep_command(ckpt: Path, data: Path, root: Path, *extra: str) -> list[str]:
-    """Three jobs (decoder.cache: none, prefix, dual): a tiny checkpoint, zero-shot GSM8K prompts, 32
+def sweep_command(ckpt: Path, data: Path, root: Path, *extra: str, gen: int = 32) -> list[str]:
+    """Three jobs (decoder.cache: none, prefix, dual): a tiny checkpoint, zero-shot GSM8K prompts, `gen`
     tokens, LIMIT samples a job (the later ones run long enough to be interrupted at will)."""
     return [
         sys.executable,
@@ -62,7 +62,7 @@ def sweep_command(ckpt: Path, data: Path, root: Path, *extra: str) -> list[str]:
         f"benchmark.data_dir={data}",
         "benchmark.num_fewshot=0",
         "decoder=stepwise",
-        "decoder.gen_length=32",
+        f"decoder.gen_length={gen}",
         "decoder.block_length=8",
         "decoder.cache=none,prefix,dual",
         f"limit={LIMIT}",
@@ -73,16 +73,16 @@ def sweep_command(ckpt: Path, data: Path, root: Path, *extra: str) -> list[str]:
     ]
 
 
-def basic_sweep(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def basic_sweep(data: Path, tmp_path_factory: pytest.TempPathFactory, gen: int = 32) -> tuple[Path, Path]:
     """The grid's checkpoint, and the runs folder of its uninterrupted sweep through the basic launcher
-    (made once per session)."""
-    key = str(data)
+    (made once per session and generation length)."""
+    key = f"{data}/{gen}"
     if key not in _SWEEPS:
         root = tmp_path_factory.mktemp("basic-sweep")
         # Longer than the shared tiny checkpoints allow: some GSM8K prompts alone fill 512 positions.
         ckpt = make_tiny_checkpoint(root / "tiny-llada-2k", "llada", max_sequence_length=2048)
         done = subprocess.run(
-            sweep_command(ckpt, data, root),
+            sweep_command(ckpt, data, root, gen=gen),
             cwd=REPO,
             env=sweep_env(),
             capture_output=True,

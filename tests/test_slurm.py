@@ -154,8 +154,10 @@ def job_of(sweep: Path, folder: Path) -> str | None:
 def test_slurm_sweep_with_a_preempted_job_matches_the_basic_launcher(
     cluster: dict[str, str], data_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    ckpt, reference = basic_sweep(data_dir, tmp_path_factory)
-    command = sweep_command(ckpt, data_dir, tmp_path, *LAUNCHER)
+    # 128 tokens a sample: each job stays part-written for seconds, not a fraction of one, so a loaded
+    # machine's slow scancel still finds it running
+    ckpt, reference = basic_sweep(data_dir, tmp_path_factory, gen=128)
+    command = sweep_command(ckpt, data_dir, tmp_path, *LAUNCHER, gen=128)
     env = sweep_env(**{k: cluster[k] for k in ("PATH", "SLURM_CONF")})
     runs, sweep = tmp_path / "runs", tmp_path / "sweep"
     log = (tmp_path / "sweep.log").open("wb")
