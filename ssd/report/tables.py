@@ -316,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ssd.report.select import choose
 
     p = parser("Tables of finished runs, from run folders only.", DEFAULT_OUT)
-    p.add_argument("--cost", type=Path, help="forward-cost JSON of the projected speedups (default: H100)")
+    p.add_argument(
+        "--cost",
+        type=Path,
+        help="one forward-cost JSON for every run (default: each architecture's recorded H100 table)",
+    )
     args = p.parse_args(argv)
     try:
         runs, scope = choose(load_runs(args.runs or [DEFAULT_RUNS]), args.sweep, args.all_sweeps)
