@@ -229,9 +229,12 @@ class SelfSpeculative(PolicyDecoder):
         """Token candidates [U, L, k] from s_0's logits: greedy, one set (U = 1); sampling, one set per
         level of the tree (t.levels: commits before a node), drawn with the noise of step + level (what
         the policy draws at the node's parent)."""
-        k = max(layout.token) + 1 if self.transitions is None else K
-        if self.adaptive is not None:
+        if self.transitions is not None:
+            k = K
+        elif self.adaptive is not None:
             k = self.adaptive.k
+        else:
+            k = max(layout.token) + 1
         if self.cfg.temperature == 0:
             return candidate_tokens(logits.to(torch.float64), k)
         steps = step + torch.tensor(t.levels, device=logits.device)
