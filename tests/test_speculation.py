@@ -157,6 +157,21 @@ def test_the_chain_of_a_set_policy_guesses_prefixes_of_the_free_positions() -> N
     assert sorted(free) == list(range(2, 2 + len(free)))  # each guess the next free ranks, in order
 
 
+def test_a_guess_may_be_any_prefix_of_the_free_positions() -> None:
+    """In a block of 32 a threshold policy's step can commit a dozen positions at once (tally's chain
+    after its spaces): the draft offers every prefix of the free ranks, not only short ones."""
+    tree = TransitionTree(budget=16, draft_length=0)
+    free = list(range(3, 32))
+    p = [[0.97, 0.02, 0.01]] * 32
+    sizes = {len(step) for _, step in tree.children(free, 1, p) if all(k == 0 for _, k in step)}
+    assert sizes == set(range(1, len(free) + 1))
+    # with confidences that stay high the likeliest guesses are long ones
+    logits = torch.zeros(1, 32, 5)
+    logits[0, :, 0] = 8.0
+    layout, _ = tree.grow(logits, torch.arange(32), 32, (0, 1))
+    assert max(len(c) for c in layout.commits[1:]) > 8
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [

@@ -8,7 +8,8 @@ free ranks F (those not committed on the path) in s_0's order and p(r, k) s_0's 
 the k-th candidate token at rank r:
 
     a prefix     the first n free ranks F[:n] with s_0's argmax tokens, or one of them with its k-th
-                 token (1 <= n <= N = 8, k < K = 3)
+                 token (1 <= n <= |F|, k < K = 3; a step of a threshold rule in a block of 32 can
+                 commit a dozen positions at once)
     a singleton  the free rank F[j] alone with its k-th token                 (1 <= j < J = 2)
 
 Its probability of being the policy's step is estimated as
@@ -42,7 +43,7 @@ import torch
 from ssd.cost import CostTable
 from ssd.decoders.tree import Layout, Node, order_nodes
 
-N, J, K, PRIOR_WEIGHT, MAX_STEPS = 8, 2, 3, 4.0, 4
+J, K, PRIOR_WEIGHT, MAX_STEPS = 2, 3, 4.0, 4
 EDGES = (0.5, 0.8, 0.95, 0.99)  # token model buckets of p(r, 0), as adaptive.py
 LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # continuation buckets of p(r, 0)
 
@@ -79,7 +80,7 @@ class TransitionTree:
         """(pi, commits) of each guess of the policy's step at a node with free ranks `free`, d steps
         below the root."""
         out, go, tokens = [], self._kind(d, 0), 1.0
-        for n in range(1, min(N, len(free)) + 1):
+        for n in range(1, len(free) + 1):
             if n > 1:
                 go *= self._go_on(d, p[free[n - 1]][0])
             tokens *= self._token(d, p[free[n - 1]], 0)
