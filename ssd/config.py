@@ -275,13 +275,12 @@ class MBPPConfig(CodeConfig):
 
 @dataclass
 class ArithConfig(BenchmarkConfig):
-    """The synthetic chain-of-arithmetic benchmark of the embedded default (ssd/benchmarks/arith.py)."""
+    """The embedded models' generated tasks: arith, the default's, and tally (ssd/benchmarks/)."""
 
     name: str = "arith"
     chat: bool = False  # plain-text prompts: what the shipped arith checkpoints were trained on
     seed: int = knob(0, Free("any integer picks a test split"))  # disjoint from training data for any seed
-    # how many test problems: each takes ~0.5 ms to draw (a job draws only those it reads: its `limit`)
-    size: int = knob(200, Bounds(lo=1, hi=10_000))
+    size: int = knob(200, Bounds(lo=1, hi=10_000))  # test problems, ~0.5 ms each to draw (a job: its `limit`)
 
 
 class WandbMode(str, Enum):
@@ -371,6 +370,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "benchmark": {
         "_schema_gsm8k": GSM8KConfig,
         "_schema_arith": ArithConfig,
+        "_schema_tally": ArithConfig,
         "_schema_math": MATHConfig,
         "_schema_humaneval": HumanEvalConfig,
         "_schema_mbpp": MBPPConfig,

@@ -118,7 +118,8 @@ def test_a_job_draws_only_the_samples_it_reads(monkeypatch) -> None:
     from ssd.validate import check_config
 
     drawn = []
-    monkeypatch.setattr(arith, "problems", lambda split, n, seed: drawn.append(n) or problems(split, n, seed))
+    draw = staticmethod(lambda split, n, seed: drawn.append(n) or problems(split, n, seed))
+    monkeypatch.setattr(arith.Arith, "draw", draw)
     assert bench(size=10_000).head(2) == bench(size=5).samples()[:2] and drawn == [2, 5]
     assert [i for i, _ in bench(size=5).selected(None, (1, 2))] == [1, 3] and drawn[-1] == 5
     register()

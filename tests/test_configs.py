@@ -62,10 +62,23 @@ def test_every_experiment_composes(name: str) -> None:
 def test_default_experiment_is_the_embedded_arith_sweep() -> None:
     cfg = compose_run(["+experiment=default"], hydra=True)
     assert (cfg.model.path, cfg.benchmark.name) == ("ssd/assets/arith-llada", "arith")
-    assert (cfg.limit, cfg.decoder.gen_length, cfg.decoder.block_length) == (None, 24, 8)
+    assert (cfg.limit, cfg.decoder.gen_length, cfg.decoder.block_length) == (100, 24, 8)
     assert (cfg.decoder.cache, cfg.sweep) == ("dual", "default")
     arms = str(cfg.hydra.sweeper.params["+experiment/arith"]).split(",")
     assert {"stepwise", "ssd_n4", "fast_dllm_t03", "psd", "diffuspec"} <= set(arms)
+
+
+def test_default_sweep_second_workload_is_tally_at_block_32() -> None:
+    """`make sweep` runs default_tally after default, under the same label: tally's Dream in its frame."""
+    cfg = compose_run(["+experiment=default_tally"], hydra=True)
+    assert (cfg.model.name, cfg.model.path) == ("dream", "ssd/assets/tally-dream")
+    assert cfg.benchmark.name == "tally"
+    assert (cfg.decoder.gen_length, cfg.decoder.block_length, cfg.decoder.cache) == (96, 32, "dual")
+    assert cfg.sweep == compose_run(["+experiment=default"]).sweep
+    arms = str(cfg.hydra.sweeper.params["+experiment/arith"]).split(",")
+    assert {"stepwise", "fast_dllm_t09", "ssd_fast_dllm_t09"} <= set(arms)
+    make = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert "default default_tally" in make
 
 
 def test_hydra_output_stays_small() -> None:

@@ -34,12 +34,14 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
-def test_training_twice_gives_identical_weights(tmp_path: Path) -> None:
+def test_training_twice_gives_identical_weights(tmp_path: Path, monkeypatch) -> None:
     """A few steps of every model, three times: in this process; again as parallel processes (the
     script's default, which must compute the same); with another seed."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
     train = load_script("train_tiny")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     steps = ["--llada-steps", "3", "--qwen2-steps", "3", "--dream-steps", "2", "--dream-ar-steps", "2"]
+    steps += ["--tally-steps", "2", "--tally-ar-steps", "2"]
     try:
         runs = []
         for name, seed, jobs in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
@@ -49,7 +51,7 @@ def test_training_twice_gives_identical_weights(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
     a, b, c = runs
-    assert len(a) == 3 and {k.split("/")[0] for k in a} == {"arith-llada", "arith-qwen2", "arith-dream"}
+    assert {k.split("/")[0] for k in a} == {"arith-llada", "arith-qwen2", "arith-dream", "tally-dream"}
     assert a == b
     assert all(a[k] != c[k] for k in a)  # the seed matters
 

@@ -7,6 +7,7 @@ BENCHMARKS = Registry(
     {
         "gsm8k": "ssd.benchmarks.gsm8k:GSM8K",
         "arith": "ssd.benchmarks.arith:Arith",
+        "tally": "ssd.benchmarks.tally:Tally",
         "math": "ssd.benchmarks.math:MATH",
         "humaneval": "ssd.benchmarks.humaneval:HumanEval",
         "mbpp": "ssd.benchmarks.mbpp:MBPP",

@@ -100,12 +100,13 @@ def problems(split: str, count: int, seed: int) -> list[Problem]:
 
 class Arith(Benchmark):
     name = "arith"
+    draw = staticmethod(problems)  # a task's problem stream: tally (ssd/benchmarks/tally.py) has its own
 
     def __init__(self, cfg: BenchmarkConfig) -> None:
         super().__init__(cfg)
         if cfg.num_fewshot:
             raise SSDError(
-                f"arith has no few-shot examples: set benchmark.num_fewshot=0 (got {cfg.num_fewshot})"
+                f"{self.name} has no few-shot examples: set benchmark.num_fewshot=0 (got {cfg.num_fewshot})"
             )
         self.seed: int = getattr(cfg, "seed", 0)
         self.size: int = getattr(cfg, "size", 200)
@@ -121,12 +122,12 @@ class Arith(Benchmark):
         count = self.size if limit is None else min(limit, self.size)
         return [
             Sample(
-                id=f"arith-{self.seed}-{i}",
+                id=f"{self.name}-{self.seed}-{i}",
                 question=p.prompt,
                 target=p.answer,
                 meta={"completion": p.completion},
             )
-            for i, p in enumerate(problems("test", count, self.seed))
+            for i, p in enumerate(self.draw("test", count, self.seed))
         ]
 
     def prompt(self, sample: Sample) -> Prompt:
