@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from tree_sweep import COST, row  # the same row of a run folder (scripts/ is on sys.path)
+from tree_sweep import row  # the same row of a run folder (scripts/ is on sys.path)
 
 from ssd.config import register
+from ssd.cost import CostTable
+from ssd.report.projection import ARCH_COST
 from ssd.run import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -36,6 +38,8 @@ WORKLOADS = {
         "decoder.block_length=24",
         "decoder.cache=dual",
     ],
+    # the second workload: tally's model and problems, gen 96 in blocks of 32 (conf/frame/tally.yaml)
+    "tally": ["+experiment=default_tally"],
 }
 POLICIES = {  # Fast-dLLM's settings, as overrides shared by Fast-dLLM and the speculation over it
     "τ 0.9": ["decoder.rule=threshold", "decoder.threshold=0.9"],
@@ -49,28 +53,32 @@ SPECULATION = {  # how many rows a verification forward may take
     "budget 4": ["decoder.tree_budget=4"],
     "budget 8": ["decoder.tree_budget=8"],
     "budget 16": ["decoder.tree_budget=16"],
-    "budget 16, H100 cost": ["decoder.tree_budget=16", f"decoder.tree_cost={COST}"],
+    "budget 16, H100 cost": ["decoder.tree_budget=16", "decoder.tree_cost={cost}"],
+    # the states that fill the block also evaluated, as the next block's refresh (skipped when accepted)
+    "budget 16, seeded": ["decoder.tree_budget=16", "decoder.seed_next_block=true"],
 }
 
 
-def settings(quick: bool) -> list[tuple[str, str, list[str]]]:
-    """(policy, setting, overrides): stepwise, then per policy Fast-dLLM and its speculation arms."""
+def settings(quick: bool, cost: str) -> list[tuple[str, str, list[str]]]:
+    """(policy, setting, overrides): stepwise, then per policy Fast-dLLM and its speculation arms; `cost`
+    the H100 table the priced tree reads."""
     out = [("stepwise", "stepwise", ["decoder=stepwise"])]
     for policy, knobs in POLICIES.items():
         out.append((policy, "fast_dllm", ["decoder=fast_dllm", *knobs]))
         for name, arm in SPECULATION.items():
             if quick and policy != "τ 0.9" and name not in ("budget 8", "budget 16"):
                 continue
+            arm = [a.format(cost=cost) for a in arm]
             out.append((policy, name, ["decoder=ssd", "decoder.policy=fast_dllm", *knobs, *arm]))
     sampled = ["decoder.temperature=0.7"]
     out.append(("τ 0.9, T=0.7", "fast_dllm", ["decoder=fast_dllm", *POLICIES["τ 0.9"], *sampled]))
-    for name in ("chain N=4", "budget 16"):
+    for name in ("chain N=4", "budget 16", "budget 16, seeded"):
         arm = ["decoder=ssd", "decoder.policy=fast_dllm", *POLICIES["τ 0.9"], *SPECULATION[name], *sampled]
         out.append(("τ 0.9, T=0.7", name, arm))
     return out
 
 
-def markdown(rows: list[dict], workload: str, command: str) -> str:
+def markdown(rows: list[dict], workload: str, command: str, cost: str) -> str:
     lines = [
         f"# Speculation over Fast-dLLM on {workload}: TPF against rows per verification forward",
         "",
@@ -78,9 +86,9 @@ def markdown(rows: list[dict], workload: str, command: str) -> str:
         "(the runner's lossless check). TPF ×: over that Fast-dLLM run. rows: mean and largest rows of the "
         "verification forwards (block refreshes excluded).",
         "",
-        f"projected H100: the run's forwards priced with {COST} (rows of another block than the table's "
-        "priced by query tokens; ssd/cost.py), tokens per projected second over stepwise's and over its "
-        "Fast-dLLM run's: a projection, not a measurement.",
+        f"projected H100: the run's forwards priced with {cost}, its architecture's table (rows of "
+        "another block than the table's priced by query tokens; ssd/cost.py), tokens per projected second "
+        "over stepwise's and over its Fast-dLLM run's: a projection, not a measurement.",
         "",
         "| policy | setting | n | accuracy % | identical % | NFE | TPF | TPF × | mean rows | max rows | "
         "projected H100 | over Fast-dLLM |",
@@ -115,11 +123,14 @@ def main() -> None:
     models: dict = {}
     rows = []
     t0, load_before = time.time(), os.getloadavg()
-    for policy, name, overrides in settings(args.quick):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        arch = compose("config", overrides=WORKLOADS[args.workload]).model.name
+    cost = f"results/forward_cost/{ARCH_COST[arch].name}"  # the model's architecture's H100 table
+    for policy, name, overrides in settings(args.quick, cost):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             common = [f"limit={args.limit}", f"output_dir={runs}", "sweep=spec_sweep", "timing.paired=false"]
             cfg = compose("config", overrides=[*WORKLOADS[args.workload], *overrides, *common])
-        rows.append(row(name, run_job(cfg, models)) | {"policy": policy})
+        rows.append(row(name, run_job(cfg, models), CostTable.load(cost)) | {"policy": policy})
         print(f"{policy} {name}: TPF {rows[-1]['tpf']:.2f}, rows {rows[-1]['mean_rows']:.2f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,15 +139,15 @@ def main() -> None:
     )
     command += " --quick" if args.quick else ""
     load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
-    record = {"command": command, "seconds": time.time() - t0, "load": load, "rows": rows}
+    record = {"command": command, "seconds": time.time() - t0, "load": load, "cost": cost, "rows": rows}
     (out / f"{args.workload}.json").write_text(json.dumps(record, indent=1) + "\n")
     note = (
         f"\nLoad average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}, after: "
         f"{' / '.join(f'{x:.2f}' for x in load['after'])}, on {load['cpus']} CPUs, one thread per job. "
         "NFE, TPF, rows and identity do not depend on load.\n"
     )
-    (out / f"{args.workload}.md").write_text(markdown(rows, args.workload, command) + note)
-    print(markdown(rows, args.workload, command))
+    (out / f"{args.workload}.md").write_text(markdown(rows, args.workload, command, cost) + note)
+    print(markdown(rows, args.workload, command, cost))
 
 
 if __name__ == "__main__":

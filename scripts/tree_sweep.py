@@ -93,7 +93,8 @@ def settings() -> list[tuple[str, list[str]]]:
     return out
 
 
-def row(name: str, folder: Path) -> dict:
+def row(name: str, folder: Path, table: CostTable = H100) -> dict:
+    """A run folder's figures; its forwards priced with `table` (by default the LLaDA-8B H100 table)."""
     s = json.loads((folder / "summary.json").read_text())
     block = yaml.safe_load((folder / "config.yaml").read_text())["decoder"]["block_length"]
     shapes = {tuple(map(int, k.split("/"))): n for k, n in s["forward_shape_histogram"].items()}
@@ -112,7 +113,7 @@ def row(name: str, folder: Path) -> dict:
         "mean_whole": sum(f * n for (_, f), n in verify.items()) / forwards if forwards else 0.0,
         "refreshes": shapes.get((1, 1), 0) / s["n_samples"],
         "projected_tokens_per_s": s["total_generated_tokens"]
-        / shapes_seconds(s["forward_shape_histogram"], H100, block),
+        / shapes_seconds(s["forward_shape_histogram"], table, block),
         "environment": s.get("environment", {}),
     }
 
