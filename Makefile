@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 # Pinned: on CPU machines this resolves to the local CPU wheel; a looser pin pulls GBs of CUDA packages.
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
-EXP    ?= default
+# the default sweep's experiments, one multirun each under one label: arith (both architectures), then tally
+EXP    ?= default default_tally
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: help setup data test test-all lint sweep sweep-slurm tiny tables plots paper clean
@@ -18,7 +19,7 @@ help:  ## this list
 	@echo "make tables / plots     results/tables, results/plots of the latest sweep (SWEEP=<label>: that one)"
 	@echo "make paper              the published Fast-dLLM/SSD numbers and d3LLM's AUP leaderboard beside matching runs"
 	@echo "make sweep-slurm        the sweep as a Slurm job array (ARGS='hydra.launcher.partition=...')"
-	@echo "make setup / data / tiny / lint / clean   building blocks (EXP=<experiment>, ARGS=<overrides>)"
+	@echo "make setup / data / tiny / lint / clean   building blocks (EXP=<experiments>, ARGS=<overrides>)"
 	@echo "one job: .venv/bin/python -m ssd.run limit=10   (the base config: the embedded model, seconds)"
 
 setup: $(STAMP)
@@ -48,14 +49,16 @@ lint: setup
 # The sweep, then the tables (with AUP) and plots (Pareto, projected speedup, AUP) of its runs. SWEEP=<label>
 # runs it under another label: the label is part of each run's identity, so that makes new run folders.
 sweep: setup data tiny
-	$(BIN)/python -m ssd.run -m +experiment=$(EXP) $(if $(SWEEP),sweep=$(SWEEP)) $(ARGS)
+	set -e; for exp in $(EXP); do \
+	  $(BIN)/python -m ssd.run -m +experiment=$$exp $(if $(SWEEP),sweep=$(SWEEP)) $(ARGS); done
 	$(BIN)/python -m ssd.report.tables $(if $(SWEEP),--sweep $(SWEEP))
 	$(BIN)/python -m ssd.report.plots $(if $(SWEEP),--sweep $(SWEEP))
 
 # On a Slurm login node: one job array, one GPU per job (conf/hydra/launcher/submitit_slurm.yaml), e.g.
 # ARGS='hydra.launcher.partition=gpu'. Rerunning it after an interruption skips or resumes each job.
 sweep-slurm: setup data tiny
-	$(BIN)/python -m ssd.run -m +experiment=$(EXP) hydra/launcher=submitit_slurm $(ARGS)
+	set -e; for exp in $(EXP); do \
+	  $(BIN)/python -m ssd.run -m +experiment=$$exp hydra/launcher=submitit_slurm $(ARGS); done
 
 # Reports derived from the run folders in results/runs alone: the latest sweep's (SWEEP=<label>: that one).
 tables: setup
