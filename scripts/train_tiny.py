@@ -26,7 +26,7 @@ Sizes: all 4 layers, d 96, 4 heads, MLP 256, ~0.46M parameters (Dream 0.43M), 1.
 safetensors each. Single-threaded, one process per model, `--jobs` (2) at a time: LLaDA 2400 steps of 64
 sequences, ~530 s of CPU; Qwen2 2000 steps, ~430 s; Dream 1000 causal + 2000 masked steps, 494 s (alone,
 at load ~2 on two cores; rerun, same bytes); tally's Dream 600 causal + 1400 masked steps of 32 sequences,
-1089 s of CPU. Each process computes exactly what it would alone.
+899 s of CPU. Each process computes exactly what it would alone.
 
     python scripts/train_tiny.py     # all four: ssd/assets/arith-{llada,qwen2,dream}, ssd/assets/tally-dream
     python scripts/train_tiny.py --only llada --llada-steps 50 --out /tmp/x --eval-every 25
