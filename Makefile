@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Pinned: on CPU machines this resolves to the local CPU wheel; a looser pin pulls GBs of CUDA packages.
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
-# the default sweep's experiments, one multirun each under one label: arith (both architectures), then tally
+# the default sweep's experiments, one multirun each under one label: arith (both architectures) and tally
 EXP    ?= default default_tally
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-$(EXTRAS)
 .DEFAULT_GOAL := help
 
 help:  ## this list
-	@echo "make sweep              the default sweep on the embedded model, then its tables and plots"
+	@echo "make sweep              the default sweep (arith on both embedded models, tally beside it), then tables and plots"
 	@echo "make sweep SWEEP=again  the same sweep again under a new label (new run folders) to compare with"
 	@echo "make test               the test suite without the slow tests (make test-all: with them)"
 	@echo "make tables / plots     results/tables, results/plots of the latest sweep (SWEEP=<label>: that one)"
@@ -48,9 +48,20 @@ lint: setup
 
 # The sweep, then the tables (with AUP) and plots (Pareto, projected speedup, AUP) of its runs. SWEEP=<label>
 # runs it under another label: the label is part of each run's identity, so that makes new run folders.
+# EXP's first experiment runs in the foreground and the others beside it, one process each (every job is
+# one thread: on two cores, arith and tally one core each), logging to outputs/sweep-<experiment>.log; their
+# jobs' tokens/s may be marked contended (†), their paired speedups hold. JOBS=1 runs them one after another.
+JOBS ?= 2
+SWEEP_ARGS = $(if $(SWEEP),sweep=$(SWEEP)) $(ARGS)
 sweep: setup data tiny
-	set -e; for exp in $(EXP); do \
-	  $(BIN)/python -m ssd.run -m +experiment=$$exp $(if $(SWEEP),sweep=$(SWEEP)) $(ARGS); done
+	@set -e; first=$(firstword $(EXP)); rest="$(wordlist 2,99,$(EXP))"; pids=; \
+	if [ "$(JOBS)" != 1 ]; then mkdir -p outputs; for exp in $$rest; do \
+	  echo "sweep: $$exp runs beside $$first (log: outputs/sweep-$$exp.log)"; \
+	  $(BIN)/python -m ssd.run -m +experiment=$$exp $(SWEEP_ARGS) > outputs/sweep-$$exp.log 2>&1 & pids="$$pids $$!"; done; rest=; fi; \
+	$(BIN)/python -m ssd.run -m +experiment=$$first $(SWEEP_ARGS) || { [ -z "$$pids" ] || kill $$pids; exit 1; }; \
+	for exp in $$rest; do $(BIN)/python -m ssd.run -m +experiment=$$exp $(SWEEP_ARGS); done; \
+	for p in $$pids; do wait $$p || { echo "sweep: an experiment beside $$first failed, see outputs/"; exit 1; }; done; \
+	for exp in $(wordlist 2,99,$(EXP)); do [ "$(JOBS)" = 1 ] || grep '^summary:' outputs/sweep-$$exp.log || true; done
 	$(BIN)/python -m ssd.report.tables $(if $(SWEEP),--sweep $(SWEEP))
 	$(BIN)/python -m ssd.report.plots $(if $(SWEEP),--sweep $(SWEEP))
 

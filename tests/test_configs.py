@@ -69,7 +69,7 @@ def test_default_experiment_is_the_embedded_arith_sweep() -> None:
 
 
 def test_default_sweep_second_workload_is_tally_at_block_32() -> None:
-    """`make sweep` runs default_tally after default, under the same label: tally's Dream in its frame."""
+    """`make sweep` runs default_tally beside default, under the same label: tally's Dream in its frame."""
     cfg = compose_run(["+experiment=default_tally"], hydra=True)
     assert (cfg.model.name, cfg.model.path) == ("dream", "ssd/assets/tally-dream")
     assert cfg.benchmark.name == "tally"
