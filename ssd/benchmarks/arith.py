@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ssd.benchmarks.base import Benchmark, Prompt, Sample, Score
 from ssd.config import BenchmarkConfig
@@ -38,6 +40,7 @@ LOW, HIGH = 10, 99  # running values stay two-digit
 TEST_SHARE = 10  # one problem in TEST_SHARE of the problem space is test-only
 SPLITS = ("train", "test")
 _NUMBER = re.compile(r"\d+")
+P = TypeVar("P")  # a task's problem class (prompt, completion, answer): arith's, tally's
 
 
 @dataclass(frozen=True)
@@ -83,19 +86,25 @@ def random_problem(rng: random.Random) -> Problem:
     return Problem(start, tuple(steps))
 
 
-def problems(split: str, count: int, seed: int) -> list[Problem]:
-    """`count` distinct problems of `split`, in a fixed order determined by (split, seed)."""
+def distinct(task: str, split: str, count: int, seed: int, draw: Callable[[random.Random], P]) -> list[P]:
+    """`count` distinct problems of `split` drawn by `draw`, in a fixed order determined by (task, split,
+    seed): a problem is kept when its prompt is new and hashes to `split`."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
-    rng = random.Random(f"arith/{split}/{seed}")  # str seeds hash with sha512: stable across runs
+    rng = random.Random(f"{task}/{split}/{seed}")  # str seeds hash with sha512: stable across runs
     seen: set[str] = set()
-    out: list[Problem] = []
+    out: list[P] = []
     while len(out) < count:
-        p = random_problem(rng)
+        p = draw(rng)
         if p.prompt not in seen and split_of(p.prompt) == split:
             seen.add(p.prompt)
             out.append(p)
     return out
+
+
+def problems(split: str, count: int, seed: int) -> list[Problem]:
+    """`count` distinct problems of `split`, in a fixed order determined by (split, seed)."""
+    return distinct("arith", split, count, seed, random_problem)
 
 
 class Arith(Benchmark):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ssd.benchmarks.arith import SPLITS, Arith, split_of
+from ssd.benchmarks.arith import Arith, distinct
 
 N_STEPS = 47  # digits added per problem: 94 answer characters, with EOS 95 of gen 96
 
@@ -59,19 +59,13 @@ class Problem:
         return str(self.values[-1])
 
 
+def random_problem(rng: random.Random) -> Problem:
+    return Problem(rng.randint(0, 9), tuple(rng.randint(1, 3) for _ in range(N_STEPS)))
+
+
 def problems(split: str, count: int, seed: int) -> list[Problem]:
     """`count` distinct problems of `split`, in a fixed order determined by (split, seed)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
-    rng = random.Random(f"tally/{split}/{seed}")  # str seeds hash with sha512: stable across runs
-    seen: set[str] = set()
-    out: list[Problem] = []
-    while len(out) < count:
-        p = Problem(rng.randint(0, 9), tuple(rng.randint(1, 3) for _ in range(N_STEPS)))
-        if p.prompt not in seen and split_of(p.prompt) == split:
-            seen.add(p.prompt)
-            out.append(p)
-    return out
+    return distinct("tally", split, count, seed, random_problem)
 
 
 class Tally(Arith):
