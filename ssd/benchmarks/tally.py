@@ -12,6 +12,7 @@ dream) adds a few digits ahead in one forward, so Fast-dLLM's threshold rule com
 time and needs 3-4 forwards per block (τ 0.9: 10.7 per answer), and it commits wrong ones too (62.5%
 against stepwise's 99.5%, results/spec_sweep/tally.md): a block-32 frame, where arith's block 8 leaves
 Fast-dLLM's refresh 7 of 8 tokens and little else to do.
+
 Steps of 1 to 3 keep each total within three of the one before, so a small model learns the chain from
 it (with steps of 1 to 9, a total mod 10 says nothing of the next without the step, nor the step without
 the total, and training sat on the plateau of per-position marginals). Score: the final total (the last
