@@ -26,17 +26,15 @@ of its prompt falls in a fixed tenth of the hash space), from the task's own str
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
+from ssd.benchmarks import arith
 from ssd.benchmarks.arith import Arith, distinct
 
 N_STEPS = 47  # digits added per problem: 94 answer characters, with EOS 95 of gen 96
 
 
-@dataclass(frozen=True)
-class Problem:
-    start: int
-    steps: tuple[int, ...]  # digits 1..3
+class Problem(arith.Problem):
+    """Arith's problem (start, steps; completion and answer written the same way) with steps 1..3 mod 10."""
 
     @property
     def values(self) -> list[int]:
@@ -49,15 +47,6 @@ class Problem:
     @property
     def prompt(self) -> str:
         return f"{self.start}" + "".join(f" {d}" for d in self.steps) + " ="
-
-    @property
-    def completion(self) -> str:
-        """The answer as the model writes it (before EOS): every running total, space-separated."""
-        return "".join(f" {v}" for v in self.values)
-
-    @property
-    def answer(self) -> str:
-        return str(self.values[-1])
 
 
 def random_problem(rng: random.Random) -> Problem:
